@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The search: prompts, architects, the orchestrator, the model repository, the ledger, the CLI."""

@@ -61,6 +61,7 @@ E_NA, E_K, E_AMPA, E_GABAA, E_GABAB = 50.0, -100.0, 0.0, -85.0, -95.0
 
 V_TABLE_MIN, V_TABLE_MAX, V_TABLE_STEP = -160.0, 80.0, 0.05
 BURN_IN_MS = 1000.0
+PROGRESS_CHUNK_MS = 50
 
 
 @dataclass(frozen=True)
@@ -234,13 +235,13 @@ def simulate(
     burn_in_ms: float = BURN_IN_MS,
     re_current: np.ndarray | None = None,
     record_voltage: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> SimResult:
     """Integrate a batch of trials in float64.
 
     inputs: (N, T, 21) per bin — TC currents (nA) and the gain G.
     re_current: optional (N, T, 20) currents (nA) into nRt cells (single-cell checks).
-    progress: called with the number of bins just completed.
+    progress: called with the simulated milliseconds just completed, burn-in included.
     """
     inputs = np.asarray(inputs, dtype=np.float64)
     if inputs.ndim != 3 or inputs.shape[2] != N_INPUTS:
@@ -265,15 +266,21 @@ def simulate(
     voltage = np.zeros((n, n_bins if record_voltage else 0, 2 * N_CELLS), dtype=np.float32)
     outs = (tc_spikes, re_spikes, biovars, voltage)
 
-    burn_steps = round(burn_in_ms / params.dt)
-    if burn_steps:
-        advance(k, *state, drive, gain, re_drive, 0, burn_steps, 1, True, *outs)
+    # The burn-in holds bin 0's inputs; it advances in whole bins of 1 ms or less.
+    burn_bin = min(bin_ms, 1.0)
+    burn_sub = round(burn_bin / params.dt)
+    burn_bins = round(burn_in_ms / burn_bin)
+    for t0 in range(0, burn_bins, PROGRESS_CHUNK_MS):
+        t1 = min(burn_bins, t0 + PROGRESS_CHUNK_MS)
+        advance(k, *state, drive, gain, re_drive, t0, t1, burn_sub, True, *outs)
+        if progress is not None:
+            progress((t1 - t0) * burn_bin)
     initial_state = {name: arr.copy() for name, arr in s.items()}
-    chunk = max(1, min(n_bins, 50))
+    chunk = max(1, round(PROGRESS_CHUNK_MS / bin_ms))
     for t0 in range(0, n_bins, chunk):
         t1 = min(n_bins, t0 + chunk)
         advance(k, *state, drive, gain, re_drive, t0, t1, sub, False, *outs)
         if progress is not None:
-            progress(t1 - t0)
+            progress((t1 - t0) * bin_ms)
     return SimResult(tc_spikes, re_spikes, biovars, initial_state,
                      voltage if record_voltage else None)

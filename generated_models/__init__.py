@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Default home of the model repositories that runs create (see README.md)."""

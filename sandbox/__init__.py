@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Running untrusted model source: static policy, backends, the worker."""

@@ -1,0 +1,283 @@
+"""Data directories: simulate one, write it, load and validate one, cache by fingerprint.
+
+A data directory (``shared/DESIGN.md``) holds ``inputs.npy`` (N, T, 21),
+``outputs.npy`` (N, T, 20), ``biovars.npy`` (N, T, 160), all float32, and
+``meta.json``. A simulated one also holds ``spikes.npy`` (N, T, 20) uint8, the
+raw TC spike counts per 1-ms bin, and ``initial_state.npz``, the full circuit
+state at t = 0 (Decision 2).
+
+Outputs are the TC spike counts filtered with a causal exponential kernel,
+τ = 10 ms, in Hz (each spike adds 100 Hz that decays): a model's output at t may
+only depend on inputs up to t, and an acausal (e.g. Gaussian) rate would leak up
+to ~3σ of the future into the target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from descartes_core import circuit, rhythm, trials, variables
+from descartes_core.circuit import CircuitParams
+
+FORMAT = "descartes-dataset/1"
+OUTPUT_TAU_MS = 10.0
+CORE_FILES = ("inputs.npy", "outputs.npy", "biovars.npy", "meta.json")
+SHAPES = {"inputs.npy": 21, "outputs.npy": 20, "biovars.npy": 160}
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+_SOURCES = ("channels.py", "circuit.py", "circuit_kernel.py", "trials.py", "dataset.py")
+
+
+class DatasetError(Exception):
+    """A data directory that cannot be used; the message names the file and the fault."""
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """What a simulated dataset is made from; its hash is the cache key."""
+
+    n_trials: int = 256
+    """Number of trials."""
+    duration_ms: int = 2000
+    """Recorded length of each trial in 1-ms bins (T), after the burn-in."""
+    seed: int = 0
+    """Seed of the trial design and of the train/val/test split."""
+    burn_in_ms: float = circuit.BURN_IN_MS
+    """Quiet burn-in before t = 0, with each trial's first input held."""
+    circuit: CircuitParams = field(default_factory=CircuitParams)
+    """The circuit (shared by every trial)."""
+
+    def cache_key(self) -> str:
+        """Hash of the spec and of the simulator's source, so a code change misses the cache."""
+        h = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())
+        here = Path(__file__).parent
+        for name in _SOURCES:
+            h.update((here / name).read_bytes())
+        return h.hexdigest()[:20]
+
+
+@dataclass
+class Dataset:
+    """The arrays of a data directory and its metadata."""
+
+    inputs: np.ndarray
+    outputs: np.ndarray
+    biovars: np.ndarray
+    meta: dict
+    spikes: np.ndarray | None = None
+    initial_state: dict[str, np.ndarray] | None = None
+
+    def split(self, name: str) -> np.ndarray:
+        """Trial indices of 'train', 'val' or 'test'."""
+        return np.asarray(self.meta["split"][name], dtype=np.intp)
+
+
+def rate_from_spikes(spikes: np.ndarray, tau_ms: float = OUTPUT_TAU_MS) -> np.ndarray:
+    """Causal exponential rate (Hz) of (..., T, cells) counts per 1-ms bin."""
+    return rhythm.ar1_filter(spikes, np.exp(-1.0 / tau_ms), 1000.0 / tau_ms)
+
+
+def fingerprint(inputs, outputs, biovars, meta: dict) -> str:
+    """Content hash of the arrays, the variable table and the split."""
+    h = hashlib.sha256()
+    for arr in (inputs, outputs, biovars):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(memoryview(arr).cast("B"))
+    h.update(json.dumps([meta.get("variables"), meta.get("split")], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _split(records: list[dict], seed: int) -> dict[str, list[int]]:
+    """Per-regime shuffled split, so every regime appears in train, val and test."""
+    rng = np.random.default_rng([seed, 1])
+    out = {"train": [], "val": [], "test": []}
+    for regime in trials.REGIMES:
+        idx = [i for i, r in enumerate(records) if r["regime"] == regime]
+        idx = list(rng.permutation(idx))
+        n_val = round(len(idx) * SPLIT_FRACTIONS[1])
+        n_test = round(len(idx) * SPLIT_FRACTIONS[2])
+        out["test"] += idx[:n_test]
+        out["val"] += idx[n_test : n_test + n_val]
+        out["train"] += idx[n_test + n_val :]
+    return {k: sorted(int(i) for i in v) for k, v in out.items()}
+
+
+def simulate_dataset(
+    spec: SimulationSpec, progress: Callable[[float], None] | None = None
+) -> Dataset:
+    """Design the trials, run the circuit and assemble a dataset (not yet written)."""
+    inputs, records = trials.design(spec.n_trials, spec.duration_ms, spec.seed)
+    res = circuit.simulate(inputs, spec.circuit, burn_in_ms=spec.burn_in_ms, progress=progress)
+    outputs = rate_from_spikes(res.tc_spikes).astype(np.float32)
+    inputs = inputs.astype(np.float32)
+    kl, gh = spec.circuit.cell_factors()
+    meta = {
+        "format": FORMAT,
+        "source": "simulated",
+        "n_trials": spec.n_trials,
+        "n_bins": spec.duration_ms,
+        "dt_ms": 1.0,
+        "seed": spec.seed,
+        "inputs": {"channels": [f"drive{i:02d}" for i in range(20)] + ["gain"],
+                   "units": "nA for drive00-19 (current into TC cell i); gain dimensionless"},
+        "outputs": {"kind": "tc_rate", "unit": "Hz",
+                    "smoothing": f"causal exponential, tau {OUTPUT_TAU_MS:g} ms"},
+        "variables": variables.describe(),
+        "split": _split(records, spec.seed),
+        "circuit": {**dataclasses.asdict(spec.circuit),
+                    "g_kl_tc_per_cell_us": (spec.circuit.g_kl_tc * kl).round(6).tolist(),
+                    "g_h_tc_per_cell": (spec.circuit.g_h_tc * gh).round(6).tolist(),
+                    "connectivity": "ring", "m_H": "o1 + o2",
+                    "integration": "exponential Euler, tabulated rate functions"},
+        "simulation": {"burn_in_ms": spec.burn_in_ms, "cache_key": spec.cache_key()},
+        "trials": records,
+    }
+    meta["fingerprint"] = fingerprint(inputs, outputs, res.biovars, meta)
+    return Dataset(inputs, outputs, res.biovars, meta, res.tc_spikes, res.initial_state)
+
+
+def write(ds: Dataset, out_dir: Path) -> None:
+    """Write atomically: into a sibling temporary folder, then rename it into place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        np.save(tmp / "inputs.npy", ds.inputs)
+        np.save(tmp / "outputs.npy", ds.outputs)
+        np.save(tmp / "biovars.npy", ds.biovars)
+        if ds.spikes is not None:
+            np.save(tmp / "spikes.npy", ds.spikes)
+        if ds.initial_state is not None:
+            np.savez(tmp / "initial_state.npz", **ds.initial_state)
+        (tmp / "meta.json").write_text(json.dumps(ds.meta, indent=1))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def cache_root() -> Path:
+    """$DESCARTES_CACHE, else $XDG_CACHE_HOME/descartes-agent, else ~/.cache/descartes-agent."""
+    if os.environ.get("DESCARTES_CACHE"):
+        return Path(os.environ["DESCARTES_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "descartes-agent"
+
+
+def cached_or_simulated(
+    spec: SimulationSpec, progress: Callable[[float], None] | None = None
+) -> tuple[Path, bool]:
+    """The cached data directory of `spec`, simulating it first if needed; (path, was_cached)."""
+    path = cache_root() / "datasets" / spec.cache_key()
+    if (path / "meta.json").exists():
+        return path, True
+    write(simulate_dataset(spec, progress), path)
+    return path, False
+
+
+def _load_array(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise DatasetError(f"{path}: missing")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises several types for a damaged file
+        raise DatasetError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise DatasetError(f"{path}: not a numeric array (dtype {getattr(arr, 'dtype', '?')})")
+    return arr
+
+
+def _check_finite(path: Path, arr: np.ndarray) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        n, t, c = (int(i) for i in np.argwhere(bad)[0])
+        raise DatasetError(f"{path}: {int(bad.sum())} NaN/inf values "
+                           f"(first at trial {n}, t={t}, channel {c})")
+
+
+def _check_meta(path: Path, meta, n: int, t: int) -> None:
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    for key in ("variables", "split", "dt_ms"):
+        if key not in meta:
+            raise DatasetError(f"{path}: missing key '{key}'")
+    names = meta["variables"]
+    if not isinstance(names, list) or len(names) != 160:
+        raise DatasetError(f"{path}: 'variables' must list 160 records, got "
+                           f"{len(names) if isinstance(names, list) else type(names).__name__}")
+    for i, v in enumerate(names):
+        if not isinstance(v, dict) or not {"name", "category", "timescale"} <= v.keys():
+            raise DatasetError(f"{path}: variables[{i}] needs name, category and timescale")
+    for key in ("n_trials", "n_bins"):
+        want = n if key == "n_trials" else t
+        if key in meta and meta[key] != want:
+            raise DatasetError(f"{path}: {key} is {meta[key]} but the arrays have {want}")
+    split = meta["split"]
+    if not isinstance(split, dict) or not {"train", "val", "test"} <= split.keys():
+        raise DatasetError(f"{path}: 'split' needs train, val and test lists of trial indices")
+    seen: set[int] = set()
+    for name in ("train", "val", "test"):
+        idx = split[name]
+        if not isinstance(idx, list) or not idx:
+            raise DatasetError(f"{path}: split '{name}' must be a non-empty list")
+        if any(not isinstance(i, int) or not 0 <= i < n for i in idx):
+            raise DatasetError(f"{path}: split '{name}' has an index outside 0..{n - 1}")
+        if seen & set(idx):
+            raise DatasetError(f"{path}: split '{name}' shares trials with another split")
+        seen |= set(idx)
+
+
+def load(data_dir: Path | str, verify: bool = True) -> Dataset:
+    """Load and validate a data directory; any fault raises DatasetError naming the file."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DatasetError(f"{d}: no such data directory")
+    arrays = {}
+    for name, width in SHAPES.items():
+        arr = _load_array(d / name)
+        if arr.ndim != 3 or arr.shape[2] != width:
+            raise DatasetError(f"{d / name}: expected shape (trials, time, {width}), "
+                               f"got {arr.shape}")
+        arrays[name] = arr
+    n, t, _ = arrays["inputs.npy"].shape
+    for name in ("outputs.npy", "biovars.npy"):
+        n2, t2, _ = arrays[name].shape
+        if n2 != n:
+            raise DatasetError(f"{d / name}: {n2} trials but inputs.npy has {n}")
+        if t2 != t:
+            raise DatasetError(f"{d / name}: {t2} time steps but inputs.npy has {t}")
+    for name, arr in arrays.items():
+        _check_finite(d / name, arr)
+    meta_path = d / "meta.json"
+    if not meta_path.exists():
+        raise DatasetError(f"{meta_path}: missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{meta_path}: unreadable ({e})") from None
+    _check_meta(meta_path, meta, n, t)
+    inputs, outputs, biovars = (arrays[k].astype(np.float32, copy=False) for k in SHAPES)
+    if "fingerprint" not in meta:
+        meta["fingerprint"] = fingerprint(inputs, outputs, biovars, meta)
+    elif verify:
+        if fingerprint(inputs, outputs, biovars, meta) != meta["fingerprint"]:
+            raise DatasetError(f"{meta_path}: fingerprint does not match the arrays "
+                               "(a file changed after the dataset was written)")
+    spikes = np.load(d / "spikes.npy") if (d / "spikes.npy").exists() else None
+    state = None
+    if (d / "initial_state.npz").exists():
+        with np.load(d / "initial_state.npz") as z:
+            state = {k: z[k] for k in z.files}
+    return Dataset(inputs, outputs, biovars, meta, spikes, state)
