@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from descartes_core import dataset, rhythm
@@ -75,7 +76,7 @@ def _summary(ds: dataset.Dataset, where: Path) -> None:
 def simulate(
     out_dir: Annotated[Path, typer.Option("--out", help="Data directory to write.")] = Path(
         "data/default"),
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Number of trials.")] = 256,
+    trials: Annotated[int, typer.Option("--trials", min=3, help="Number of trials (≥ 3).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the trial design and the split.")] = 0,
     duration_ms: Annotated[int, typer.Option(
         "--duration-ms", min=10, help="Recorded length of each trial (1-ms bins).")] = 2000,
@@ -113,7 +114,7 @@ def main() -> None:
     try:
         app()
     except (DatasetError, UsageError) as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -46,7 +46,7 @@ class SimulationSpec:
     """What a simulated dataset is made from; its hash is the cache key."""
 
     n_trials: int = 256
-    """Number of trials."""
+    """Number of trials (at least 3: one each for train, val and test)."""
     duration_ms: int = 2000
     """Recorded length of each trial in 1-ms bins (T), after the burn-in."""
     seed: int = 0
@@ -109,6 +109,9 @@ def _split(records: list[dict], seed: int) -> dict[str, list[int]]:
         out["test"] += idx[:n_test]
         out["val"] += idx[n_test : n_test + n_val]
         out["train"] += idx[n_test + n_val :]
+    for name in ("test", "val"):  # small datasets: every split gets a trial
+        if not out[name] and len(out["train"]) > 1:
+            out[name].append(out["train"].pop())
     return {k: sorted(int(i) for i in v) for k, v in out.items()}
 
 

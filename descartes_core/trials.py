@@ -28,6 +28,7 @@ persists for G ≥ 0.5.
 from __future__ import annotations
 
 import numpy as np
+
 from descartes_core.circuit import N_CELLS, N_INPUTS
 from descartes_core.rhythm import ar1_filter
 

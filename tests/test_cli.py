@@ -1,0 +1,129 @@
+"""`descartes-agent simulate` and `data check`, run in-process through the real entry point;
+every loader fault is one line on stderr naming the file, exit code 2, nothing written."""
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from agent import cli
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["descartes-agent", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A small data directory written by the CLI itself."""
+    out = tmp_path_factory.mktemp("data") / "d"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sys, "argv", ["descartes-agent", "simulate", "--out", str(out),
+                             "--trials", "4", "--duration-ms", "200", "--seed", "7"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    mp.undo()
+    assert (e.value.code or 0) == 0
+    return out
+
+
+def test_simulate_writes_every_file(written):
+    files = {p.name for p in written.iterdir()}
+    assert {"inputs.npy", "outputs.npy", "biovars.npy", "meta.json", "spikes.npy",
+            "initial_state.npz"} <= files
+    meta = json.loads((written / "meta.json").read_text())
+    assert meta["n_trials"] == 4 and meta["seed"] == 7 and meta["dt_ms"] == 1.0
+    assert len(meta["fingerprint"]) == 64
+
+
+def test_data_check_summarises_a_good_directory(monkeypatch, capsys, written):
+    code, out, err = run(monkeypatch, capsys, "data", "check", str(written))
+    assert code == 0, err
+    assert "4 trials × 200 ms" in out
+
+
+def test_simulate_refuses_to_overwrite_without_force(monkeypatch, capsys, written, tmp_path):
+    target = tmp_path / "d"
+    shutil.copytree(written, target)
+    before = {p.name: p.stat().st_mtime_ns for p in target.iterdir()}
+    code, _, err = run(monkeypatch, capsys, "simulate", "--out", str(target), "--trials", "4",
+                       "--duration-ms", "200")
+    assert code == 2
+    assert "already exists" in err and str(target) in err
+    assert {p.name: p.stat().st_mtime_ns for p in target.iterdir()} == before
+
+
+def _corrupt_array(name, fn):
+    def apply(d):
+        np.save(d / name, fn(np.load(d / name)))
+    return apply
+
+
+def _edit_meta(fn):
+    def apply(d):
+        meta = json.loads((d / "meta.json").read_text())
+        fn(meta)
+        (d / "meta.json").write_text(json.dumps(meta))
+    return apply
+
+
+FAULTS = {
+    "missing file": (lambda d: (d / "outputs.npy").unlink(), "outputs.npy: missing"),
+    "unreadable": (lambda d: (d / "biovars.npy").write_bytes(b"not numpy"),
+                   "biovars.npy: unreadable"),
+    "wrong rank": (_corrupt_array("inputs.npy", lambda a: a[0]), "inputs.npy: expected shape"),
+    "wrong width": (_corrupt_array("biovars.npy", lambda a: a[..., :150]),
+                    "biovars.npy: expected shape (trials, time, 160)"),
+    "T mismatch": (_corrupt_array("outputs.npy", lambda a: a[:, :-1]),
+                   "outputs.npy: 199 time steps but inputs.npy has 200"),
+    "N mismatch": (_corrupt_array("biovars.npy", lambda a: a[:3]),
+                   "biovars.npy: 3 trials but inputs.npy has 4"),
+    "NaN": (_corrupt_array("outputs.npy", lambda a: np.where(np.arange(20) == 5, np.nan, a)),
+            "outputs.npy: 800 NaN/inf values (first at trial 0, t=0, channel 5)"),
+    "inf": (_corrupt_array("inputs.npy", lambda a: np.where(a > 1.0, np.inf, a)),
+            "inputs.npy:"),
+    "bad json": (lambda d: (d / "meta.json").write_text("{oops"), "meta.json: unreadable"),
+    "meta missing key": (_edit_meta(lambda m: m.pop("split")), "meta.json: missing key 'split'"),
+    "variables count": (_edit_meta(lambda m: m.update(variables=m["variables"][:159])),
+                        "meta.json: 'variables' must list 160 records, got 159"),
+    "n_trials": (_edit_meta(lambda m: m.update(n_trials=5)),
+                 "meta.json: n_trials is 5 but the arrays have 4"),
+    "split range": (_edit_meta(lambda m: m["split"]["test"].append(9)),
+                    "meta.json: split 'test' has an index outside 0..3"),
+    "split overlap": (_edit_meta(lambda m: m["split"]["val"].append(m["split"]["train"][0])),
+                      "shares trials with another split"),
+    "changed after writing": (_corrupt_array("biovars.npy", lambda a: a * 1.01),
+                              "meta.json: fingerprint does not match"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_every_loader_fault_is_one_line_naming_the_file(monkeypatch, capsys, written, tmp_path,
+                                                        fault):
+    corrupt, expected = FAULTS[fault]
+    d = tmp_path / "d"
+    shutil.copytree(written, d)
+    corrupt(d)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, _, err = run(monkeypatch, capsys, "data", "check", str(d))
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_unknown_directory_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    code, _, err = run(monkeypatch, capsys, "data", "check", str(tmp_path / "nope"))
+    assert code == 2 and "no such data directory" in err
+
+
+def test_help_explains_simulate(monkeypatch, capsys):
+    code, out, _ = run(monkeypatch, capsys, "simulate", "--help")
+    assert code == 0
+    assert "--trials" in out and "--duration-ms" in out and "cached" in out
