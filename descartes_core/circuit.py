@@ -146,7 +146,7 @@ def _tables(dt: float) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(values, axis=1), np.concatenate(slopes, axis=1)
 
 
-def rest_state(n_trials: int, params: CircuitParams) -> dict[str, np.ndarray]:
+def rest_state(n_trials: int) -> dict[str, np.ndarray]:
     """Spec §4.3 step 1: every gate at steady state, TC at −70 mV and nRt at −90 mV."""
     v0 = np.concatenate([np.full(N_CELLS, -70.0), np.full(N_CELLS, -90.0)])
     gates = np.empty((5, 2 * N_CELLS))
@@ -257,7 +257,7 @@ def simulate(
         re_drive = np.zeros((n, n_bins, N_CELLS))
     else:
         re_drive = np.asarray(re_current, dtype=np.float64) * (1e-3 / RE_AREA_CM2)
-    s = rest_state(n, params)
+    s = rest_state(n)
     state = (s["v"], s["gates"], s["ca"], s["ih"], s["syn_r"], s["gabab"], s["since_pulse"])
 
     tc_spikes = np.zeros((n, n_bins, N_CELLS), dtype=np.uint8)
