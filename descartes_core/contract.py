@@ -1,0 +1,97 @@
+"""The model contract: the five property axes and the validation of a candidate's PROPERTIES.
+
+A candidate is one Python source file holding ``PROPERTIES`` (a dict: ``family``
+plus one value per axis) and ``class Model(nn.Module)`` with
+``__init__(self, n_inputs, n_outputs, latent_dim)`` and
+``forward(x, state=None) -> (y, latents, state)`` (``shared/DESIGN.md``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+
+
+class TimeHandling(StrEnum):
+    STANDARD_ODE = "standard_ode"
+    LTC = "ltc"
+    NEURAL_CDE = "neural_cde"
+    GRU_ODE = "gru_ode"
+    COUPLED_OSCILLATOR = "coupled_oscillator"
+    STATE_SPACE = "state_space"
+    CUSTOM = "custom"
+
+
+class GradientStrategy(StrEnum):
+    ADJOINT = "adjoint"
+    DIRECT = "direct"
+    SEGMENTED = "segmented"
+    DISTILLATION = "distillation"
+    SHOOTING = "shooting"
+
+
+class LatentStructure(StrEnum):
+    UNCONSTRAINED = "unconstrained"
+    BIOPHYSICAL = "biophysical"
+    OSCILLATORY = "oscillatory"
+    HIERARCHICAL = "hierarchical"
+    SPARSE = "sparse"
+
+
+class InputCoupling(StrEnum):
+    ADDITIVE = "additive"
+    MULTIPLICATIVE = "multiplicative"
+    CONTROLLED = "controlled"
+    GATED = "gated"
+    CONCATENATED = "concatenated"
+
+
+class SolverChoice(StrEnum):
+    DOPRI5 = "dopri5"
+    EULER = "euler"
+    MIDPOINT = "midpoint"
+    RK4 = "rk4"
+    TSIT5 = "tsit5"
+    IMPLICIT_ADAMS = "implicit_adams"
+
+
+AXES: dict[str, type[Enum]] = {
+    "time_handling": TimeHandling,
+    "gradient_strategy": GradientStrategy,
+    "latent_structure": LatentStructure,
+    "input_coupling": InputCoupling,
+    "solver": SolverChoice,
+}
+REQUIRED_KEYS = ("family", *AXES)
+
+
+def property_errors(properties: object) -> list[str]:
+    """Every fault of a PROPERTIES value, one line each; empty when it is valid."""
+    if not isinstance(properties, dict):
+        return [f"PROPERTIES must be a dict, got {type(properties).__name__}"]
+    errors = []
+    for key in REQUIRED_KEYS:
+        if key not in properties:
+            errors.append(f"PROPERTIES is missing '{key}'")
+    for key in properties:
+        if key not in REQUIRED_KEYS:
+            errors.append(f"PROPERTIES has an unknown key '{key}' "
+                          f"(valid keys: {', '.join(REQUIRED_KEYS)})")
+    family = properties.get("family")
+    if "family" in properties and (not isinstance(family, str) or not family.strip()):
+        errors.append("PROPERTIES['family'] must be a non-empty string")
+    for key, enum in AXES.items():
+        if key in properties:
+            value = properties[key]
+            valid = [e.value for e in enum]
+            if value not in valid:
+                errors.append(f"PROPERTIES['{key}'] = {value!r} is not valid "
+                              f"(valid: {', '.join(valid)})")
+    return errors
+
+
+def validate_properties(properties: object) -> dict[str, str]:
+    """The PROPERTIES dict if valid; ValueError listing every fault otherwise."""
+    errors = property_errors(properties)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return dict(properties)  # type: ignore[arg-type]
