@@ -57,7 +57,7 @@ def brian2_config(params: cc.CircuitParams, bin_ms: float, *, record: bool,
                   warmup_ms: float) -> dict:
     """Everything brian2_circuit.py needs, taken from the kernel's own constants."""
     k = cc._consts(params)  # the exact numbers the numba kernel integrates with
-    rest = cc.rest_state(1, params)
+    rest = cc.rest_state(1)
     gates, ih, gabab = rest["gates"][0], rest["ih"][0], rest["gabab"][0]
     kinds = {}
     # V_T is a literal in circuit._tables; check_rate_strings() verifies it through the tables.
@@ -193,6 +193,9 @@ def rebound_check(params: cc.CircuitParams) -> None:
         print(f"{name:<15} {int(a[:, 0].sum()):>10}/{int(a[:, 1].sum()):<9} {counts:>46}"
               f" {np.nanmean(a[:, 3]):>10.1f} {a[:, 4].mean():>7.1f} {a[:, 5].mean():>7.1f}"
               f" {a[:, 6].mean():>7.1f}")
+    print("(Brian2 advances every variable from the previous step's values; descartes_core "
+          "updates V with the new gates, spec §4.1,\n which at dt 0.05 ms gives shorter, "
+          "better converged intraburst ISIs: both approach the same limit as dt shrinks.)")
 
 
 def main() -> None:

@@ -64,23 +64,24 @@ I_Na = G_NA * m**3 * h * (v - E_NA) : amp/meter**2
 I_K = G_K * n**4 * (v - E_K) : amp/meter**2
 I_Ca = G_T * mT**2 * hT * (v - e_ca) : amp/meter**2
 e_ca = NERNST_CA * log(CA_OUT / ca) * mV : volt (constant over dt)
-dm/dt = ({a_m} - ({a_m} + {b_m}) * m) / ms : 1
-dh/dt = ({a_h} - ({a_h} + {b_h}) * h) / ms : 1
-dn/dt = ({a_n} - ({a_n} + {b_n}) * n) / ms : 1
-dmT/dt = ({mT_inf} - mT) * PHI_M / ({tau_mT} * ms) : 1
-dhT/dt = ({hT_inf} - hT) * PHI_H / ({tau_hT} * ms) : 1
+dm/dt = (a_m - (a_m + b_m) * m) / ms : 1
+dh/dt = (a_h - (a_h + b_h) * h) / ms : 1
+dn/dt = (a_n - (a_n + b_n) * n) / ms : 1
+dmT/dt = (mT_inf - mT) * PHI_M / (tau_mT * ms) : 1
+dhT/dt = (hT_inf - hT) * PHI_H / (tau_hT * ms) : 1
 dca/dt = (CA_INFLUX * clip(-I_Ca / (uA/cm**2), 0, inf) + (CA_REST - ca) / CA_TAU) / ms : 1
-pulse = T_MAX * int(t - lastspike < PULSE) : 1
+pulse = T_MAX * int(t - lastspike < PULSE) : 1 (constant over dt)
 dr/dt = (ALPHA * pulse * (1 - r) - BETA * r) / ms : 1
 g_l : siemens/meter**2 (constant)
 ge_l : amp/meter**2 (constant)
 """
 # o1: alpha (1 - o1 - o2) - beta o1 with alpha = ih_inf / ih_tau, beta = (1 - ih_inf) / ih_tau.
 TC_EXTRA = """
-I_in = drive(t, i) / AREA : amp/meter**2
-I_syn = gain_arr(t, trial) * (g_a * (v - E_A) + g_b * (v - E_B)) + I_h : amp/meter**2
+I_in = drive(t, i) / AREA : amp/meter**2 (constant over dt)
+gain = gain_arr(t, trial) : 1 (constant over dt)
+I_syn = gain * (g_a * (v - E_A) + g_b * (v - E_B)) + I_h : amp/meter**2
 I_h = g_h * (o1 + IH_GINC * o2) * (v - E_H) : amp/meter**2
-do1/dt = (({ih_inf} * (1 - o2) - o1) / {ih_tau} + IH_K4 * (o2 - P1 / IH_PC * o1)) / ms : 1
+do1/dt = ((ih_inf * (1 - o2) - o1) / ih_tau + IH_K4 * (o2 - P1 / IH_PC * o1)) / ms : 1
 do2/dt = IH_K4 * (P1 / IH_PC * o1 - o2) / ms : 1
 dP1/dt = IH_K2 * ((ca / IH_CAC)**4 * (1 - P1) - P1) / ms : 1
 g_h : siemens/meter**2 (constant)
@@ -99,9 +100,11 @@ g_rr : siemens/meter**2
 
 
 def _equations(kind: str) -> str:
-    t_rates = TC_T if kind == "tc" else RE_T
-    text = CELL + (TC_EXTRA if kind == "tc" else RE_EXTRA)
-    return text.format(**{k: f"({e})" for k, e in {**HH, **t_rates, **IH}.items()})
+    rates = {**HH, **(TC_T | IH if kind == "tc" else RE_T)}
+    # Each rate is evaluated once per step, at the old V as exponential Euler does anyway;
+    # left as plain subexpressions, Brian2 inlines (and recomputes) them at every use.
+    lines = [f"{name} = {expr} : 1 (constant over dt)" for name, expr in rates.items()]
+    return CELL + (TC_EXTRA if kind == "tc" else RE_EXTRA) + "\n".join(lines)
 
 
 def run(inputs: np.ndarray, cfg: dict) -> dict:
@@ -121,6 +124,9 @@ def run(inputs: np.ndarray, cfg: dict) -> dict:
                                   "CA_TAU", "T_MAX")}
     shared |= {"C_M": 1 * uF / cm**2, "E_NA": cfg["E_NA"] * mV, "E_K": cfg["E_K"] * mV,
                "PULSE": cfg["pulse_ms"] * ms, "inf": np.inf}
+    # Explicit namespaces: Brian2 would otherwise look names up in the caller's frame.
+    units = {"mV": mV, "ms": ms, "uA": uA, "cm": cm, "mS": mS}
+    shared |= units
     dens = mS / cm**2
 
     groups, spike_mons = {}, {}
@@ -168,7 +174,7 @@ def run(inputs: np.ndarray, cfg: dict) -> dict:
     ]
     synapses = []
     for src, dst, model in syn_models:
-        s = b2.Synapses(groups[src], groups[dst], model, name=f"{src}_to_{dst}")
+        s = b2.Synapses(groups[src], groups[dst], model, namespace=units, name=f"{src}_to_{dst}")
         s.connect(i=pre, j=post)
         synapses.append(s)
     objects = [*groups.values(), *spike_mons.values(), *synapses]
