@@ -9,6 +9,9 @@ plus one value per axis) and ``class Model(nn.Module)`` with
 from __future__ import annotations
 
 from enum import Enum, StrEnum
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
 class TimeHandling(StrEnum):
@@ -95,3 +98,18 @@ def validate_properties(properties: object) -> dict[str, str]:
     if errors:
         raise ValueError("; ".join(errors))
     return dict(properties)  # type: ignore[arg-type]
+
+
+def template_sources() -> dict[str, str]:
+    """The hand-written templates T0–T8 as source text, keyed 'T0' … 'T8'."""
+    return {p.name[:2].upper(): p.read_text() for p in sorted(TEMPLATE_DIR.glob("t[0-9]_*.py"))}
+
+
+def load_candidate(source: str, filename: str = "<candidate>"):
+    """(PROPERTIES, Model) of a candidate's source, executed in a fresh namespace.
+
+    Runs the source: only for trusted code (the templates) or inside the sandbox.
+    """
+    namespace: dict = {"__name__": "candidate"}
+    exec(compile(source, filename, "exec"), namespace)
+    return validate_properties(namespace.get("PROPERTIES")), namespace["Model"]
