@@ -28,7 +28,7 @@ class Field(nn.Module):
     def __init__(self, n_inputs, n):
         super().__init__()
         self.register_buffer("mask", (torch.rand(n, n) < DENSITY).float())
-        self.w = nn.Parameter(torch.randn(n, n) / math.sqrt(DENSITY * n))
+        self.w = nn.Parameter(0.5 * torch.randn(n, n) / math.sqrt(DENSITY * n))
         self.b = nn.Linear(n_inputs, n)
         self.log_tau = nn.Parameter(torch.empty(n).uniform_(0.0, math.log(300.0)))
         self.bu = None
