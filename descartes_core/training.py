@@ -258,11 +258,17 @@ class _Trainer:
         return _loss(pred, self.y[self.val_idx]).item()
 
 
-def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig) -> tuple[bool, float, str]:
+VERIFY_BUDGET_SHARE = 0.25
+VERIFY_MIN_STEPS = 10
+
+
+def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig,
+           deadline: float = math.inf) -> tuple[bool, float, str]:
     """The short-window gate: can the model fit 100-sample windows at all?
 
     The model is restored to its initial weights afterwards (state_dict, not deepcopy:
-    candidates may keep tensors from the last forward pass on themselves).
+    candidates may keep tensors from the last forward pass on themselves). It stops at
+    `deadline`; with fewer than VERIFY_MIN_STEPS steps done by then it raises a timeout.
     Returns (passed, held-out correlation on validation windows, message).
     """
     initial = _snapshot(model)
@@ -280,6 +286,12 @@ def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig) -> tuple[bool, flo
     xw, yw = windows(train_idx, min(64, 4 * len(train_idx)))
     losses = []
     for i in range(cfg.verify_steps):
+        if time.monotonic() > deadline:
+            if i < VERIFY_MIN_STEPS:
+                model.load_state_dict(initial)
+                raise _Failure("timeout", f"the short-window verifier managed {i} steps "
+                                          "in its share of the time budget")
+            break
         b = torch.arange(i * 16, i * 16 + 16) % len(xw)
         loss = _loss(probe(xw[b])[0], yw[b])
         _step(probe, opt, loss, cfg.grad_clip)
@@ -292,7 +304,7 @@ def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig) -> tuple[bool, flo
     corr = float(pearson_columns(pv.flatten(0, 1).cpu().double().numpy(),
                                  yv.flatten(0, 1).cpu().double().numpy()).mean())
     passed = last <= (1 - cfg.verify_min_drop) * first
-    msg = (f"loss {first:.3g} -> {last:.3g} on {w}-sample windows in {cfg.verify_steps} steps "
+    msg = (f"loss {first:.3g} -> {last:.3g} on {w}-sample windows in {len(losses)} steps "
            f"(needs a {cfg.verify_min_drop:.0%} drop); held-out window correlation {corr:.3f}")
     return passed, corr, msg
 
@@ -341,7 +353,8 @@ def evaluate(
         _shape_error(y0, z0, x[:1, :2], y.shape[-1])
         _, null = predict(model, x, cfg.batch_size)
         if cfg.verify:
-            passed, corr, msg = verify(model, x, y, train_idx, val_idx, cfg)
+            share = start + VERIFY_BUDGET_SHARE * cfg.time_budget_h * 3600.0
+            passed, corr, msg = verify(model, x, y, train_idx, val_idx, cfg, share)
             record.short_segment_corr = corr
             if not passed:
                 raise _Failure("verifier_failed", msg)

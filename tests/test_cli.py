@@ -127,3 +127,25 @@ def test_help_explains_simulate(monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "simulate", "--help")
     assert code == 0
     assert "--trials" in out and "--duration-ms" in out and "cached" in out
+
+
+def test_baselines_on_a_tiny_dataset(monkeypatch, capsys, tmp_path):
+    data = tmp_path / "tiny"
+    code, _, err = run(monkeypatch, capsys, "simulate", "--out", str(data), "--trials", "12",
+                       "--duration-ms", "120", "--seed", "1")
+    assert code == 0, err
+    code, out, err = run(monkeypatch, capsys, "baselines", "--data-dir", str(data),
+                         "--time-budget", "0.01", "--max-epochs", "2", "--json")
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert list(rows) == ["volterra_laguerre", "lstm", "plain_node"]
+    vl = rows["volterra_laguerre"]["scores"]
+    assert vl["beyond_inputs"] == 0  # the input baseline cannot beat itself
+    assert vl["recovered"] == vl["input_recovered"]
+    lstm = rows["lstm"]
+    assert lstm["failure"] is None or lstm["failure"] == "verifier_failed"
+    if lstm.get("scores"):
+        s = lstm["scores"]
+        assert len(s["correlations"]) == 160 and s["null_recovered"] is not None
+        assert 0 <= s["above_null"] <= s["recovered"]
+    assert rows["plain_node"]["detail"]["strategy"] == "adjoint"
