@@ -152,6 +152,10 @@ def baselines(
         tasks: dict[str, int] = {}
 
         def progress(name, epoch, total, train_loss, val_loss):
+            if not err.is_terminal:  # CI, nohup: a plain line per epoch instead of a bar
+                err.print(f"{name}: epoch {epoch}/{total} train {train_loss:.4f} "
+                          f"val {val_loss:.4f}", highlight=False)
+                return
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=total, loss="")
             bar.update(tasks[name], completed=epoch,
