@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -54,21 +51,6 @@ def _progress_epochs() -> Progress:
     )
 
 
-def _copy_dir(src: Path, dst: Path) -> None:
-    """Copy a data directory into place atomically (temporary sibling, then rename)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
-        for f in src.iterdir():
-            shutil.copy2(f, tmp / f.name)
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _summary(ds: dataset.Dataset, where: Path) -> None:
     meta = ds.meta
     n, t, _ = ds.inputs.shape
@@ -105,7 +87,7 @@ def simulate(
     with _progress() as bar:
         task = bar.add_task(f"simulating {trials} trials", total=spec.burn_in_ms + duration_ms)
         path, cached = dataset.cached_or_simulated(spec, lambda ms: bar.advance(task, ms))
-    _copy_dir(path, out_dir)
+    dataset.copy(path, out_dir)
     ds = dataset.load(out_dir)
     how = "from the cache" if cached else "simulated"
     out.print(f"{how} in {time.perf_counter() - start:.1f} s")

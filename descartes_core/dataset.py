@@ -14,6 +14,7 @@ to ~3σ of the future into the target.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -149,12 +150,25 @@ def simulate_dataset(
     return Dataset(inputs, outputs, res.biovars, meta, res.tc_spikes, res.initial_state)
 
 
-def write(ds: Dataset, out_dir: Path) -> None:
-    """Write atomically: into a sibling temporary folder, then rename it into place."""
+@contextlib.contextmanager
+def _atomic_dir(out_dir: Path):
+    """Yield a sibling temporary folder that replaces `out_dir` only if the block succeeds."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write(ds: Dataset, out_dir: Path) -> None:
+    """Write a data directory atomically."""
+    with _atomic_dir(out_dir) as tmp:
         np.save(tmp / "inputs.npy", ds.inputs)
         np.save(tmp / "outputs.npy", ds.outputs)
         np.save(tmp / "biovars.npy", ds.biovars)
@@ -163,12 +177,13 @@ def write(ds: Dataset, out_dir: Path) -> None:
         if ds.initial_state is not None:
             np.savez(tmp / "initial_state.npz", **ds.initial_state)
         (tmp / "meta.json").write_text(json.dumps(ds.meta, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def copy(src: Path, out_dir: Path) -> None:
+    """Copy a data directory (e.g. out of the cache) atomically."""
+    with _atomic_dir(out_dir) as tmp:
+        for f in Path(src).iterdir():
+            shutil.copy2(f, tmp / f.name)
 
 
 def cache_root() -> Path:
