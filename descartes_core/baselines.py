@@ -119,13 +119,18 @@ def input_baseline(ds: Dataset) -> tuple[VolterraLaguerre, np.ndarray]:
     """The VL fit and the probe correlations of its latents, cached by dataset fingerprint."""
     key = hashlib.sha256(f"{ds.meta['fingerprint']}|{ALPHAS}|{N_FUNCS}|{LAMBDAS}".encode())
     path = cache_root() / "input_baseline" / f"{key.hexdigest()[:20]}.npz"
-    vl = fit_volterra_laguerre(ds)
     if path.exists():
-        r = np.load(path)["r"]
-    else:
-        r = scoring.probe_correlations(vl.latents, ds.biovars, ds.meta["split"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, r=r)
+        with np.load(path) as z:
+            alpha, lam, coef, val_corr, r = (z[k] for k in ("alpha", "lam", "coef", "val", "r"))
+        f = laguerre.features(ds.inputs, float(alpha), N_FUNCS)
+        vl = VolterraLaguerre(float(alpha), float(lam), coef,
+                              _predict(f, coef).astype(np.float32), f.astype(np.float32),
+                              float(val_corr))
+        return vl, r
+    vl = fit_volterra_laguerre(ds)
+    r = scoring.probe_correlations(vl.latents, ds.biovars, ds.meta["split"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, alpha=vl.alpha, lam=vl.lam, coef=vl.coef, val=vl.val_corr, r=r)
     return vl, r
 
 

@@ -88,3 +88,18 @@ def test_valid_properties_pass_and_unknown_values_list_the_valid_ones():
     assert property_errors({"family": "x"})[0].startswith("PROPERTIES is missing")
     with pytest.raises(ValueError, match="time_handling"):
         validate_properties({**GOOD, "time_handling": "transformer"})
+
+
+def test_input_baseline_is_cached_per_dataset(monkeypatch):
+    from descartes_core import baselines, dataset
+    from descartes_core.dataset import SimulationSpec
+
+    ds = dataset.simulate_dataset(SimulationSpec(n_trials=8, duration_ms=150, seed=2,
+                                                 burn_in_ms=100.0))
+    vl, r = baselines.input_baseline(ds)
+    assert r.shape == (160,) and vl.latents.shape == (8, 150, 21 * baselines.N_FUNCS)
+    monkeypatch.setattr(baselines, "fit_volterra_laguerre",
+                        lambda *_: pytest.fail("refitted despite the cache"))
+    vl2, r2 = baselines.input_baseline(ds)
+    np.testing.assert_array_equal(r, r2)
+    np.testing.assert_allclose(vl.predictions, vl2.predictions, rtol=1e-5)
