@@ -22,18 +22,23 @@ PROPERTIES = {
 class Field(nn.Module):
     def __init__(self, n_inputs, latent_dim):
         super().__init__()
-        self.gates = nn.Linear(n_inputs + latent_dim, 2 * latent_dim)
+        self.gates_u = nn.Linear(n_inputs, 2 * latent_dim)
+        self.gates_h = nn.Linear(latent_dim, 2 * latent_dim, bias=False)
         self.cand_u = nn.Linear(n_inputs, latent_dim)
         self.cand_h = nn.Linear(latent_dim, latent_dim, bias=False)
         with torch.no_grad():
-            self.gates.bias[:latent_dim].fill_(2.0)
-        self.u = None
+            self.gates_u.bias[:latent_dim].fill_(2.0)
+        self.gu = self.cu = None
+
+    def project(self, x):
+        """Input projections for every sample at once, out of the solver's loop."""
+        self.gu, self.cu = self.gates_u(x), self.cand_u(x)
 
     def forward(self, t, h):
         # perturb=True keeps every stage inside its step, so floor(t) holds the input over it
-        u = self.u[:, min(int(t.item()), self.u.shape[1] - 1)]
-        z, r = torch.sigmoid(self.gates(torch.cat([u, h], dim=-1))).chunk(2, dim=-1)
-        g = torch.tanh(self.cand_u(u) + self.cand_h(r * h))
+        i = min(int(t.item()), self.gu.shape[1] - 1)
+        z, r = torch.sigmoid(self.gu[:, i] + self.gates_h(h)).chunk(2, dim=-1)
+        g = torch.tanh(self.cu[:, i] + self.cand_h(r * h))
         return (1 - z) * (g - h)
 
 
@@ -47,7 +52,7 @@ class Model(nn.Module):
     def forward(self, x, state=None):
         batch, steps, _ = x.shape
         h0 = x.new_zeros(batch, self.latent_dim) if state is None else state
-        self.field.u = x
+        self.field.project(x)
         t = torch.arange(steps + 1, dtype=x.dtype, device=x.device)
         h = odeint(self.field, h0, t, method="midpoint",
                    options={"perturb": True})[1:].transpose(0, 1)

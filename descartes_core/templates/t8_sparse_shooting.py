@@ -31,11 +31,17 @@ class Field(nn.Module):
         self.w = nn.Parameter(0.5 * torch.randn(n, n) / math.sqrt(DENSITY * n))
         self.b = nn.Linear(n_inputs, n)
         self.log_tau = nn.Parameter(torch.empty(n).uniform_(0.0, math.log(300.0)))
-        self.bu = None
+        self.bu = self.w_eff = self.leak = None
+
+    def prepare(self, x):
+        """Everything that does not change within a rollout, computed once per forward."""
+        self.bu = self.b(x)
+        self.w_eff = (self.mask * self.w).T
+        self.leak = torch.exp(-self.log_tau)
 
     def forward(self, t, z):
         bu = self.bu[:, min(int(t.item()), self.bu.shape[1] - 1)]
-        return -z * torch.exp(-self.log_tau) + torch.tanh(z) @ (self.mask * self.w).T + bu
+        return torch.addmm(bu - z * self.leak, torch.tanh(z), self.w_eff)
 
 
 class Model(nn.Module):
@@ -48,7 +54,7 @@ class Model(nn.Module):
     def forward(self, x, state=None):
         batch, steps, _ = x.shape
         z0 = x.new_zeros(batch, self.latent_dim) if state is None else state
-        self.f.bu = self.f.b(x)
+        self.f.prepare(x)
         t = torch.arange(steps + 1, dtype=x.dtype, device=x.device)
         z = odeint(self.f, z0, t, method="rk4", options={"perturb": True})[1:].transpose(0, 1)
         return self.readout(z), z, z[:, -1]
