@@ -1,0 +1,138 @@
+"""The static policy: real model code passes, every banned construct is named with its place."""
+
+import pytest
+
+from descartes_core.contract import template_sources
+from sandbox.policy import check
+
+HEADER = '''import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PROPERTIES = {"family": "t", "time_handling": "custom", "gradient_strategy": "direct",
+              "latent_structure": "unconstrained", "input_coupling": "additive",
+              "solver": "euler"}
+'''
+
+IDIOMS = HEADER + '''
+
+@dataclass
+class Sizes:
+    hidden: int = 8
+    scale: float = 1.0
+
+
+class Cell(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.lin = nn.Linear(n, n)
+
+    def forward(self, h):
+        return torch.tanh(self.lin(h))
+
+
+class Model(nn.Module):
+    """Inner classes, buffers, module lists, comprehensions, f-strings, in-place ops."""
+
+    def __init__(self, n_inputs, n_outputs, latent_dim):
+        super().__init__()
+        self._n = latent_dim
+        self.cells = nn.ModuleList([Cell(latent_dim) for _ in range(2)])
+        self.register_buffer("decay", torch.exp(-torch.arange(latent_dim) / 10.0))
+        self.inp = nn.Linear(n_inputs, latent_dim)
+        self.out = nn.Linear(latent_dim, n_outputs)
+        self.calls: int = 0
+        self.name = f"model-{latent_dim}"
+
+    def _step(self, h, u):
+        for cell in self.cells:
+            h = cell(h) * self.decay + u
+        return h
+
+    def forward(self, x, state=None):
+        self.calls += 1
+        h = x.new_zeros(x.shape[0], self._n) if state is None else state
+        u = self.inp(x)
+        hs = []
+        for t in range(x.shape[1]):
+            h = self._step(h, u[:, t])
+            hs.append(h)
+        z = torch.stack(hs, dim=1)
+        z[..., 0] += 0.0
+        y = F.softplus(self.out(z[:, :, :]))
+        return y * math.sqrt(1.0), z, h
+'''
+
+
+@pytest.mark.parametrize("name", list(template_sources()))
+def test_every_template_passes(name):
+    verdict = check(template_sources()[name])
+    assert verdict.accepted, [str(v) for v in verdict.violations]
+    assert verdict.properties["family"]
+
+
+def test_ordinary_pytorch_idioms_pass():
+    verdict = check(IDIOMS)
+    assert verdict.accepted, [str(v) for v in verdict.violations]
+
+
+def _body(code: str) -> str:
+    return HEADER + "\n\nclass Model(nn.Module):\n    def forward(self, x, state=None):\n" + \
+        "\n".join("        " + line for line in code.splitlines()) + "\n        return x, x, None\n"
+
+
+BODY_LINE = HEADER.count("\n") + 5  # the first line of the forward body
+
+
+@pytest.mark.parametrize("code, rule, words", [
+    ("import os", "import", "'os' is not allowed"),
+    ("from subprocess import run", "import", "'subprocess'"),
+    ("from torch import *", "import", "import *"),
+    ("open('/etc/passwd')", "builtin", "'open'"),
+    ("eval('1')", "builtin", "'eval'"),
+    ("__import__('os')", "builtin", "'__import__'"),
+    ("getattr(torch, 'os')", "builtin", "'getattr'"),
+    ("x.__class__.__bases__", "dunder", "'__bases__'"),
+    ("().__class__.__base__.__subclasses__()", "dunder", "'__subclasses__'"),
+    ("torch.os.system('id')", "escape-hatch", "torch.os"),
+    ("torch.load('w.pt')", "escape-hatch", "torch.load"),
+    ("torch.serialization.pickle.loads(b'')", "escape-hatch", "pickle"),
+    ("torch.utils.cpp_extension.load_inline('', '')", "escape-hatch", "cpp_extension"),
+    ("torch._C._get_tracing_state()", "escape-hatch", "torch._C"),
+    ("torch.hub.load('a', 'b')", "escape-hatch", "torch.hub"),
+    ("torch.ops.aten.add(x, x)", "escape-hatch", "torch.ops"),
+    ("torch.multiprocessing.spawn(x)", "escape-hatch", "multiprocessing"),
+    ("torch.from_file('/etc/passwd')", "escape-hatch", "from_file"),
+    ("math.sys.exit(0)", "escape-hatch", "math.sys"),
+    ("global y", "statement", "'global'"),
+])
+def test_each_banned_construct_is_reported_with_its_place(code, rule, words):
+    verdict = check(_body(code))
+    assert not verdict.accepted
+    hits = [v for v in verdict.violations if v.rule == rule and words in v.message]
+    assert hits, [str(v) for v in verdict.violations]
+    assert hits[0].line == BODY_LINE and hits[0].col >= 8
+    assert str(hits[0]).startswith(f"line {BODY_LINE}, col ")
+
+
+@pytest.mark.parametrize("source, words", [
+    (HEADER.replace('"euler"', '"rk45"') + "\nclass Model(nn.Module):\n    pass\n",
+     "'rk45' is not valid (valid: dopri5"),
+    (HEADER.replace("PROPERTIES =", "PROPS =") + "\nclass Model(nn.Module):\n    pass\n",
+     "no top-level PROPERTIES"),
+    (HEADER.replace('"t"', "str(1)") + "\nclass Model(nn.Module):\n    pass\n",
+     "must be a literal dict"),
+    (HEADER + "\nclass Net(nn.Module):\n    pass\n", "found 0"),
+    (HEADER + "\nclass Model(nn.Module):\n    pass\n\n\nclass Model(nn.Module):\n    pass\n",
+     "found 2"),
+    (HEADER + "\nclass Model:\n    pass\n", "must derive from nn.Module"),
+    (HEADER + "\nwhile True:\n    pass\n", "top-level While"),
+    (HEADER + "\nclass Model(nn.Module):\n    def f(self:\n", "syntax error"),
+])
+def test_module_level_rules(source, words):
+    verdict = check(source)
+    assert any(words in v.message for v in verdict.violations), \
+        [str(v) for v in verdict.violations]
