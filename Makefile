@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 SYNCED := $(VENV)/.synced
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench sandbox-tools
 setup: $(SYNCED)
 
 $(SYNCED): pyproject.toml uv.lock
@@ -17,8 +17,16 @@ $(SYNCED): pyproject.toml uv.lock
 run: setup
 	$(VENV)/bin/descartes-agent simulate --out data/default --force
 
-test: setup lint
+test: setup lint sandbox-tools
 	$(VENV)/bin/python -m pytest
+
+# The process sandbox isolates fully with bubblewrap; as root (CI) install it from Debian.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; } || true
+	@command -v bwrap >/dev/null 2>&1 || \
+		echo "bubblewrap missing: the process sandbox runs with degraded isolation"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -169,6 +169,45 @@ def baselines(
               f"{rows[0]['scores']['recovered']}/160 recovered")
 
 
+@app.command()
+def check(
+    model: Annotated[Path, typer.Argument(help="A candidate's source file.")],
+    sandbox: Annotated[str, typer.Option(
+        help="auto or process (auto: the strongest isolation this host offers).")] = "auto",
+    latent_dim: Annotated[int, typer.Option(min=1, help="latent_dim to build with.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run the static policy and the sandboxed shape check on one model file.
+
+    Exit code 0: accepted; 1: rejected (every error is printed); 2: usage error.
+    """
+    from sandbox import runner
+
+    if sandbox not in ("auto", "process"):
+        raise UsageError(f"--sandbox {sandbox}: expected auto or process")
+    if not model.is_file():
+        raise UsageError(f"{model}: no such file")
+    try:
+        source = model.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{model}: unreadable ({e})") from None
+    result = runner.check(source, latent_dim=latent_dim)
+    if as_json:
+        out.print_json(data={"accepted": result.ok, "isolation": result.isolation,
+                             "error": result.error, "check": result.check})
+    elif result.ok:
+        c = result.check
+        out.print(f"[green]accepted[/] {model} ({result.isolation}): {c['n_params']} parameters, "
+                  f"forward {c['forward_ms']:.0f} ms on a (4, 200, 21) batch")
+        for w in c["warnings"]:
+            out.print(f"  warning: {w}", highlight=False)
+    else:
+        out.print(f"[red]rejected[/] {model} ({result.error['kind']}, {result.isolation}):")
+        for line in result.error["message"].splitlines():
+            out.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
 @data_app.command("check")
 def data_check(
     data_dir: Annotated[Path, typer.Argument(help="A data directory.")],

@@ -149,3 +149,28 @@ def test_baselines_on_a_tiny_dataset(monkeypatch, capsys, tmp_path):
         assert len(s["correlations"]) == 160 and s["null_recovered"] is not None
         assert 0 <= s["above_null"] <= s["recovered"]
     assert rows["plain_node"]["detail"]["strategy"] == "adjoint"
+
+
+@pytest.mark.parametrize("name", ["T0", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"])
+def test_check_accepts_every_template(monkeypatch, capsys, tmp_path, name):
+    from descartes_core.contract import template_sources
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(template_sources()[name])
+    code, out, err = run(monkeypatch, capsys, "check", str(path), "--json")
+    assert code == 0, out + err
+    result = json.loads(out)
+    assert result["accepted"] and result["check"]["latent_dim"] == 64
+
+
+def test_check_rejects_with_every_error_and_exit_1(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("import os\nx = 1\n")
+    code, out, _ = run(monkeypatch, capsys, "check", str(path))
+    assert code == 1
+    assert "import of 'os' is not allowed" in out and "no top-level PROPERTIES" in out
+
+
+def test_check_usage_errors_exit_2(monkeypatch, capsys, tmp_path):
+    code, _, err = run(monkeypatch, capsys, "check", str(tmp_path / "missing.py"))
+    assert code == 2 and "no such file" in err

@@ -1,0 +1,126 @@
+"""The worker that runs candidate code, inside the sandbox: ``python -m sandbox.worker JOB OUT``.
+
+JOB holds ``request.json`` ({"task": "check" | "evaluate", "source", "config"}) and, for
+evaluate, ``arrays.npz`` (inputs of every trial; outputs of train and validation
+trials only; the split without test trials). The worker writes ``response.json``
+and, for evaluate, ``arrays.npz`` into OUT, and exits 0. Everything the candidate
+does is its own business; the host trusts nothing here beyond validated arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+
+def _fail(kind: str, message: str) -> dict:
+    return {"ok": False, "error": {"kind": kind, "message": message[:2000]}}
+
+
+def check(source: str, cfg: dict) -> dict:
+    """Build Model(21, 20, latent_dim), run forward and backward on a random batch, verify."""
+    import torch
+
+    from descartes_core.contract import load_candidate
+
+    latent_dim = int(cfg.get("latent_dim", 64))
+    batch, steps = int(cfg.get("batch", 4)), int(cfg.get("steps", 200))
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    try:
+        _, model_cls = load_candidate(source)
+    except ImportError as e:
+        return _fail("import", f"{type(e).__name__}: {e}")
+    model = model_cls(21, 20, latent_dim)
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > int(cfg.get("max_params", 5_000_000)):
+        return _fail("params", f"{n_params} parameters, over the cap of {cfg.get('max_params')}")
+    x = torch.randn(batch, steps, 21)
+    start = time.perf_counter()
+    y, z, _ = model(x)
+    forward_ms = (time.perf_counter() - start) * 1e3
+    if tuple(y.shape) != (batch, steps, 20):
+        return _fail("shape", f"y has shape {tuple(y.shape)}, expected ({batch}, {steps}, 20)")
+    if tuple(z.shape) != (batch, steps, latent_dim):
+        return _fail("shape", f"latents have shape {tuple(z.shape)}, expected "
+                              f"({batch}, {steps}, {latent_dim})")
+    if not (torch.isfinite(y).all() and torch.isfinite(z).all()):
+        return _fail("nan", "forward produced NaN or infinite values on a random batch")
+    (y.pow(2).mean() + z.pow(2).mean()).backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    reached = sum(1 for p in params if p.grad is not None and bool(p.grad.abs().sum() > 0))
+    if not reached:
+        return _fail("shape", "no gradient reaches any parameter")
+    warnings = []
+    half = steps // 2
+    with torch.no_grad():
+        y_full = model(x)[0]
+        y_a, _, s = model(x[:, :half])
+        if s is None:
+            warnings.append("forward returns no state: segmented training starts each "
+                            "segment afresh")
+            roundtrip = None
+        else:
+            y_b = model(x[:, half:], s)[0]
+            diff = (torch.cat([y_a, y_b], dim=1) - y_full).abs().max().item()
+            roundtrip = diff / (y_full.abs().max().item() + 1e-8)
+            if not math.isfinite(roundtrip) or roundtrip > 1e-3:
+                warnings.append(f"state round trip: two half-trial calls carrying state differ "
+                                f"from one full call by {roundtrip:.2e} (relative)")
+    return {"ok": True, "check": {
+        "n_params": n_params, "forward_ms": round(forward_ms, 2), "latent_dim": latent_dim,
+        "grad_fraction": round(reached / max(1, len(params)), 3),
+        "roundtrip_error": roundtrip, "warnings": warnings,
+    }}
+
+
+def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
+    """Train with descartes_core's trainer; predictions and latents of every trial to OUT."""
+    import dataclasses
+
+    import numpy as np
+
+    from descartes_core.contract import load_candidate
+    from descartes_core.training import TrainConfig
+    from descartes_core.training import evaluate as train
+
+    props, model_cls = load_candidate(source)
+    with np.load(job / "arrays.npz") as z:
+        inputs, targets = z["inputs"], z["targets"]
+        teacher = z["teacher"] if "teacher" in z.files else None
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    tc = TrainConfig(**{k: v for k, v in cfg.get("train", {}).items() if k in fields})
+    ev = train(model_cls, inputs, targets, cfg["split"], props["gradient_strategy"], tc,
+               latent_dim=int(cfg.get("latent_dim", 64)), teacher=teacher, source=source)
+    if ev.predictions is not None:
+        np.savez(out / "arrays.npz", predictions=ev.predictions, latents=ev.latents,
+                 null_latents=ev.null_latents)
+    return {"ok": ev.record.failure is None, "record": dataclasses.asdict(ev.record),
+            "arrays": ev.predictions is not None}
+
+
+def main(argv: list[str]) -> int:
+    job, out = Path(argv[0]), Path(argv[1])
+    # The host's per-job token arrives on stdin, read before any candidate code runs, so a
+    # candidate that writes its own response.json and exits cannot sign it.
+    token = sys.stdin.readline().strip()
+    request = json.loads((job / "request.json").read_text())
+    try:
+        if request["task"] == "check":
+            response = check(request["source"], request.get("config", {}))
+        else:
+            response = evaluate(request["source"], request.get("config", {}), job, out)
+    except MemoryError:
+        response = _fail("oom", "out of memory")
+    except Exception as e:  # the candidate's own failure is the answer
+        kind = "oom" if "out of memory" in str(e) else "runtime"
+        response = _fail(kind, f"{type(e).__name__}: {e}")
+    response["token"] = token
+    (out / "response.json").write_text(json.dumps(response))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
