@@ -175,3 +175,35 @@ def test_policy_violations_never_start_a_worker(monkeypatch):
 def test_bwrap_is_the_level_when_installed():
     if shutil.which("bwrap"):
         assert process.isolation_level() == "bwrap"
+
+
+def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((8, 40, 21)).astype(np.float32)
+    targets = np.tanh(inputs[..., :20]).astype(np.float32)
+    targets[6:] = 0.0  # test trials hidden from the sandbox
+    out = runner.evaluate(template_sources()["T5"], inputs, targets,
+                          {"train": [0, 1, 2, 3], "val": [4, 5]}, latent_dim=8,
+                          train={"max_epochs": 2, "batch_size": 2, "verify": False},
+                          lim=Limits(timeout_s=120.0))
+    assert out.ok, out
+    assert out.record["epochs"] == 2 and out.record["strategy"] == "direct"
+    assert out.arrays["predictions"].shape == (8, 40, 20)
+    assert out.arrays["latents"].shape == out.arrays["null_latents"].shape == (8, 40, 8)
+    with pytest.raises(ValueError, match="test split"):
+        runner.evaluate("", inputs, targets, {"train": [0], "val": [1], "test": [2]})
+
+
+def test_forged_arrays_are_refused():
+    import numpy as np
+
+    inputs = np.zeros((4, 10, 21), np.float32)
+    forged = candidate("pass").replace(
+        "        z = torch.tanh(self.lin(x))",
+        "        z = torch.tanh(self.lin(x)) * float('nan')")
+    out = runner.evaluate(forged, inputs, np.zeros((4, 10, 20), np.float32),
+                          {"train": [0, 1], "val": [2]}, latent_dim=8,
+                          train={"max_epochs": 1, "verify": False}, lim=FAST)
+    assert not out.ok and not out.arrays
