@@ -173,7 +173,7 @@ def baselines(
 def check(
     model: Annotated[Path, typer.Argument(help="A candidate's source file.")],
     sandbox: Annotated[str, typer.Option(
-        help="auto or process (auto: the strongest isolation this host offers).")] = "auto",
+        help="auto, docker or process (auto: docker when an engine answers).")] = "auto",
     latent_dim: Annotated[int, typer.Option(min=1, help="latent_dim to build with.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -183,15 +183,21 @@ def check(
     """
     from sandbox import runner
 
-    if sandbox not in ("auto", "process"):
-        raise UsageError(f"--sandbox {sandbox}: expected auto or process")
+    if sandbox not in ("auto", "docker", "process"):
+        raise UsageError(f"--sandbox {sandbox}: expected auto, docker or process")
     if not model.is_file():
         raise UsageError(f"{model}: no such file")
     try:
         source = model.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{model}: unreadable ({e})") from None
-    result = runner.check(source, latent_dim=latent_dim)
+    try:
+        backend = runner.resolve_backend(sandbox)
+        if backend == "docker":
+            runner.docker_client(log=lambda msg: err.print(msg, highlight=False))
+    except runner.SandboxError as e:
+        raise UsageError(str(e)) from None
+    result = runner.check(source, latent_dim=latent_dim, backend=backend)
     if as_json:
         out.print_json(data={"accepted": result.ok, "isolation": result.isolation,
                              "error": result.error, "check": result.check})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +77,46 @@ def _arrays(out: Path, n: int, t: int, latent_dim: int) -> dict[str, np.ndarray]
     return got
 
 
+_docker_ready: set[int] = set()
+
+
+def docker_client(log=print):
+    """An engine that answers, with the sandbox image built and stale containers removed."""
+    from sandbox import docker_backend
+
+    c = docker_backend.client()
+    if c is None:
+        raise SandboxError("no docker engine answers (start it, or use --sandbox process)")
+    if id(c) not in _docker_ready:
+        docker_backend.remove_stale(c)
+        if not docker_backend.has_image(c):
+            try:
+                docker_backend.build_image(c, log)
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+                raise SandboxError(f"cannot build the sandbox image: {e}") from None
+        _docker_ready.add(id(c))
+    return c
+
+
+def resolve_backend(name: str) -> str:
+    """'auto' is docker when an engine answers and the image exists or can be built."""
+    if name != "auto":
+        return name
+    from sandbox import docker_backend
+
+    c = docker_backend.client()
+    if c is not None and (docker_backend.has_image(c) or shutil.which("debootstrap")):
+        return "docker"
+    return "process"
+
+
+class SandboxError(Exception):
+    """The sandbox itself cannot run (not a candidate's fault)."""
+
+
 def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
-            lim: Limits = CHECK_LIMITS, level: str | None = None) -> Outcome:
+            lim: Limits = CHECK_LIMITS, level: str | None = None,
+            backend: str = "process") -> Outcome:
     """One worker job in the sandbox, without the static policy (the sandbox's own tests)."""
     with tempfile.TemporaryDirectory(prefix="descartes-job-") as tmp:
         job, out = Path(tmp) / "job", Path(tmp) / "out"
@@ -87,7 +127,13 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
         if arrays:
             np.savez(job / "arrays.npz", **arrays)
         token = secrets.token_hex(16)
-        rc, tail, isolation, timed_out = process.run(job, out, lim, token, level)
+        if backend == "docker":
+            from sandbox import docker_backend
+
+            rc, tail, isolation, timed_out = docker_backend.run(docker_client(), job, out, lim,
+                                                                token)
+        else:
+            rc, tail, isolation, timed_out = process.run(job, out, lim, token, level)
         if timed_out:
             return _failed(task, isolation, "timeout",
                            f"killed after the {lim.timeout_s:.0f} s wall-clock limit", tail)
@@ -124,7 +170,8 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
 
 
 def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
-          level: str | None = None, allowed_imports=policy.DEFAULT_IMPORTS) -> Outcome:
+          level: str | None = None, allowed_imports=policy.DEFAULT_IMPORTS,
+          backend: str = "process") -> Outcome:
     """The static policy, then the shape check in the sandbox."""
     verdict = policy.check(source, allowed_imports)
     if not verdict.accepted:
@@ -132,12 +179,13 @@ def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
         return _failed("check", "static", kind, "\n".join(str(v) for v in verdict.violations))
     if latent_dim > MAX_LATENT_DIM:
         return _failed("check", "static", "shape", f"latent_dim over {MAX_LATENT_DIM}")
-    return run_job("check", source, {"latent_dim": latent_dim}, None, lim, level)
+    return run_job("check", source, {"latent_dim": latent_dim}, None, lim, level, backend)
 
 
 def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, *,
              latent_dim: int = 64, train: dict | None = None, teacher: np.ndarray | None = None,
-             lim: Limits = EVALUATE_LIMITS, level: str | None = None) -> Outcome:
+             lim: Limits = EVALUATE_LIMITS, level: str | None = None,
+             backend: str = "process") -> Outcome:
     """Train and roll out in the sandbox. `targets` must already hide the test trials."""
     if "test" in split:
         raise ValueError("the sandbox never receives the test split")
@@ -145,5 +193,5 @@ def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, 
     if teacher is not None:
         arrays["teacher"] = np.asarray(teacher, np.float32)
     config = {"latent_dim": latent_dim, "split": split, "train": train or {}}
-    return run_job("evaluate", source, config, arrays, lim, level)
+    return run_job("evaluate", source, config, arrays, lim, level, backend)
 

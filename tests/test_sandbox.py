@@ -1,8 +1,9 @@
-"""Hostile candidates against the process backend: each is rejected by the static policy
-or contained by the sandbox, the host is untouched, and the next candidate runs normally.
+"""Hostile candidates against both backends: each is rejected by the static policy or
+contained by the sandbox, the host is untouched, and the next candidate runs normally.
 
 Runtime cases bypass the policy on purpose (``runner.run_job``): the sandbox must hold
-even when the policy has been evaded.
+even when the policy has been evaded. With CI=true neither backend may skip: CI
+installs bubblewrap and an engine runs on these machines.
 """
 
 import os
@@ -17,9 +18,20 @@ from descartes_core.contract import template_sources
 from sandbox import policy, process, runner
 from sandbox.process import Limits
 
-pytestmark = pytest.mark.skipif(
-    process.isolation_level() != "bwrap" and os.environ.get("CI") != "true",
-    reason="bubblewrap is not installed (CI installs it; see the Makefile)")
+IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(params=["process", "docker"], scope="module")
+def backend(request):
+    if request.param == "process" and process.isolation_level() != "bwrap" and not IN_CI:
+        pytest.skip("bubblewrap is not installed (make test installs it as root)")
+    if request.param == "docker":
+        from sandbox import docker_backend
+
+        if docker_backend.client() is None and not IN_CI:
+            pytest.skip("no docker engine answers")
+        runner.docker_client()  # builds the image on first use
+    return request.param
 
 FAST = Limits(timeout_s=30.0)
 PROPS = ('PROPERTIES = {"family": "x", "time_handling": "custom", "gradient_strategy": '
@@ -71,13 +83,13 @@ def listener():
         srv.close()
 
 
-def run(source, lim=FAST):
-    return runner.run_job("check", source, {"latent_dim": 8}, None, lim)
+def run(backend, source, lim=FAST):
+    return runner.run_job("check", source, {"latent_dim": 8}, None, lim, backend=backend)
 
 
-def test_a_harmless_candidate_passes():
-    out = run(candidate("pass"))
-    assert out.ok and out.isolation == "bwrap", out
+def test_a_harmless_candidate_passes(backend):
+    out = run(backend, candidate("pass"))
+    assert out.ok and out.isolation == {"process": "bwrap", "docker": "docker"}[backend], out
 
 
 @pytest.mark.parametrize("code", [
@@ -88,75 +100,79 @@ def test_a_harmless_candidate_passes():
     "import ctypes\nctypes.CDLL(None).system(b'touch {p}')",
     "import shutil\nshutil.copy('/etc/hostname', '{p}')",
 ])
-def test_writing_on_the_host_is_contained(code, sentinel):
+def test_writing_on_the_host_is_contained(backend, code, sentinel):
     src = candidate(code.format(p=sentinel))
     assert not policy.check(src).accepted  # the first line says no …
-    run(src)  # … and the sandbox holds when it is bypassed (sentinel checked by the fixture)
+    run(backend, src)  # … and the sandbox holds when bypassed (the fixture checks the sentinel)
 
 
-def test_no_network_reaches_the_host(listener):
+def test_no_network_reaches_the_host(backend, listener):
     src = candidate(f"import socket\nsocket.create_connection(('127.0.0.1', {listener}), 2)")
     assert not policy.check(src).accepted
-    out = run(src)  # its own network namespace: its loopback is not the host's
+    out = run(backend, src)  # its own network namespace: its loopback is not the host's
     assert not out.ok
     assert "refused" in out.error["message"] or "unreachable" in out.error["message"]
 
 
-def test_the_api_key_never_reaches_the_candidate(monkeypatch):
+def test_the_api_key_never_reaches_the_candidate(backend, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret-123")
     src = candidate("import os\nraise ValueError('key=' + str(os.getenv('ANTHROPIC_API_KEY')))")
-    out = run(src)
+    out = run(backend, src)
     assert "sk-secret-123" not in str(out.error) + out.log_tail
     assert "key=None" in str(out.error)
 
 
-def test_the_data_is_read_only():
+def test_the_data_is_read_only(backend):
     folder = tempfile.mkdtemp(dir="/var/tmp")  # outside /tmp, which the sandbox replaces
     try:
         data = os.path.join(folder, "inputs.npy")
         with open(data, "wb") as f:
             f.write(b"original")
-        out = run(candidate(f"open('{data}', 'wb').write(b'changed')"))
-        assert not out.ok and "Read-only file system" in out.error["message"]
+        out = run(backend, candidate(f"open('{data}', 'wb').write(b'changed')"))
+        # bwrap shows the host read-only; a container does not see it at all
+        assert not out.ok and ("Read-only file system" in out.error["message"]
+                               or "No such file" in out.error["message"])
         with open(data, "rb") as f:
             assert f.read() == b"original"
     finally:
         shutil.rmtree(folder)
 
 
-def test_an_endless_loop_is_killed_at_the_wall_clock_limit():
-    out = run(candidate("while True:\n    pass"), Limits(timeout_s=8.0))
+def test_an_endless_loop_is_killed_at_the_wall_clock_limit(backend):
+    out = run(backend, candidate("while True:\n    pass"), Limits(timeout_s=8.0))
     assert not out.ok and out.error["kind"] == "timeout"
 
 
-def test_a_fork_bomb_is_contained():
+def test_a_fork_bomb_is_contained(backend):
     src = candidate("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
                     "        pass")
-    out = run(src, Limits(timeout_s=10.0))
-    assert not out.ok and out.error["kind"] == "timeout"
+    out = run(backend, src, Limits(timeout_s=10.0))
+    assert not out.ok and out.error["kind"] in ("timeout", "runtime", "oom")
 
 
-def test_a_memory_bomb_is_contained():
-    out = run(candidate("x = bytearray(10**11)"))
+def test_a_memory_bomb_is_contained(backend):
+    out = run(backend, candidate("x = bytearray(10**11)"))
     assert not out.ok and out.error["kind"] == "oom"
 
 
-def test_a_flood_of_stdout_is_capped():
-    out = run(candidate("while True:\n    print('x' * 100000)"), Limits(timeout_s=20.0, file_mb=8))
+def test_a_flood_of_stdout_is_capped(backend):
+    flood = candidate("while True:\n    print('x' * 100000)")
+    out = run(backend, flood, Limits(timeout_s=20.0, file_mb=8))
     assert not out.ok
     assert len(out.log_tail) <= 4000
 
 
-def test_a_forged_result_is_refused():
+def test_a_forged_result_is_refused(backend):
     forged = ('import json, sys\nopen("response.json", "w").write(json.dumps({"ok": True, '
               '"check": {"n_params": 1}, "token": "guess"}))\nsys.exit(0)')
-    out = run(candidate(forged))
+    out = run(backend, candidate(forged))
     assert not out.ok and "forged" in out.error["message"]
 
 
-def test_the_next_candidate_runs_normally_after_the_hostile_ones():
-    out = runner.check(template_sources()["T4"])
-    assert out.ok and out.check["n_params"] > 0
+@pytest.mark.parametrize("name", list(template_sources()))
+def test_templates_pass_and_the_next_candidate_runs_after_the_hostile_ones(backend, name):
+    out = runner.check(template_sources()[name], backend=backend)
+    assert out.ok and out.check["n_params"] > 0, out
 
 
 def test_shape_errors_come_back_classified():

@@ -1,0 +1,135 @@
+"""The docker backend: the worker in a hardened, throw-away container.
+
+No image can be pulled on a machine without a registry, so the image is built
+locally: a minimal Debian root filesystem (debootstrap, with python3 of the
+host's minor version) imported into the engine under a content-hashed tag. The
+host's site-packages and the project are bind-mounted read-only, so the
+container runs exactly the host's torch. Each container: no network, read-only
+root with a small tmpfs, CPU / memory / pids / file-size limits, all
+capabilities dropped, no-new-privileges, user nobody, no host environment, the
+job read-only, a wall-clock kill from the host, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException, ImageNotFound
+
+from sandbox.process import Limits
+
+LABEL = "descartes-sandbox"
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def client():
+    """A client whose engine answers, or None."""
+    try:
+        c = docker.from_env(timeout=10)
+        c.ping()
+        return c
+    except DockerException:
+        return None
+
+
+def image_tag() -> str:
+    recipe = f"{SUITE}|{MIRROR}|python3|{sys.version_info.major}.{sys.version_info.minor}|1"
+    return f"{LABEL}:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
+def has_image(c) -> bool:
+    try:
+        c.images.get(image_tag())
+        return True
+    except ImageNotFound:
+        return False
+
+
+def build_image(c, log=print) -> str:
+    """debootstrap a minimal Debian with python3 and import it; returns the tag."""
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("building the sandbox image needs debootstrap (apt-get install "
+                           "debootstrap), or use --sandbox process")
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="descartes-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        log(f"debootstrap {SUITE} with python3 (about a minute)")
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3", SUITE,
+                        str(root), MIRROR], check=True, capture_output=True)
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(root / junk, ignore_errors=True)
+        tar = Path(tmp) / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
+        repo, tag = image_tag().split(":")
+        log(f"importing {repo}:{tag}")
+        c.api.import_image_from_file(str(tar), repository=repo, tag=tag)
+    return image_tag()
+
+
+def remove_stale(c) -> None:
+    """Containers left by a killed orchestrator, found by label."""
+    for old in c.containers.list(all=True, filters={"label": LABEL}):
+        old.remove(force=True)
+
+
+def run(c, job: Path, out: Path, lim: Limits, token: str) -> tuple[int, str, str, bool]:
+    """Same contract as :func:`sandbox.process.run`."""
+    out.chmod(0o777)  # the container writes as nobody
+    job.chmod(0o755)
+    site = sysconfig.get_paths()["purelib"]
+    mb = 1 << 20
+    container = c.containers.create(
+        image_tag(), ["python3", "-m", "sandbox.worker", "/job", "/out"],
+        stdin_open=True, network_mode="none", read_only=True,
+        tmpfs={"/tmp": "rw,size=64m,noexec,nosuid"}, working_dir="/out",
+        mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m",
+        pids_limit=lim.nproc * 2, nano_cpus=2_000_000_000,
+        cap_drop=["ALL"], security_opt=["no-new-privileges:true"], user="65534:65534",
+        init=True, labels={LABEL: "1"},
+        # a flood of stdout must not fill the host's disk through the engine's log file
+        log_config=docker.types.LogConfig(type="json-file",
+                                          config={"max-size": "1m", "max-file": "1"}),
+        environment={"PYTHONPATH": "/opt/site:/opt/project", "HOME": "/tmp",
+                     "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+        volumes={site: {"bind": "/opt/site", "mode": "ro"},
+                 str(PROJECT_ROOT): {"bind": "/opt/project", "mode": "ro"},
+                 str(job): {"bind": "/job", "mode": "ro"},
+                 str(out): {"bind": "/out", "mode": "rw"}},
+        ulimits=[docker.types.Ulimit(name="fsize", soft=lim.file_mb * mb, hard=lim.file_mb * mb),
+                 docker.types.Ulimit(name="core", soft=0, hard=0)],
+    )
+    timed_out = False
+    try:
+        sock = container.attach_socket(params={"stdin": 1, "stream": 1})
+        container.start()
+        raw = getattr(sock, "_sock", sock)
+        raw.sendall(f"{token}\n".encode())
+        raw.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + lim.timeout_s
+        while True:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                container.kill()
+                break
+            time.sleep(0.1)
+        state = c.api.inspect_container(container.id)["State"]
+        rc = 137 if state.get("OOMKilled") else int(state.get("ExitCode", -1))
+        tail = container.logs(stdout=True, stderr=True, tail=200)[-4000:].decode(
+            errors="replace")
+        raw.close()
+    finally:
+        container.remove(force=True)
+    return rc, tail, "docker", timed_out
