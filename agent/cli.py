@@ -26,6 +26,9 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate data directories.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+sandbox_app = typer.Typer(help="The sandbox that runs generated model code.",
+                          no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
 out = Console()
 err = Console(stderr=True)
 
@@ -212,6 +215,30 @@ def check(
         for line in result.error["message"].splitlines():
             out.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(0 if result.ok else 1)
+
+
+@sandbox_app.command("build-image")
+def sandbox_build_image(
+    force: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
+) -> None:
+    """Build the docker sandbox image locally (debootstrap + docker import; no registry).
+
+    Needs root and debootstrap; takes about a minute. `run` and `check` build it on first
+    use anyway.
+    """
+    from sandbox import docker_backend
+
+    c = docker_backend.client()
+    if c is None:
+        raise UsageError("no docker engine answers")
+    if docker_backend.has_image(c) and not force:
+        out.print(f"{docker_backend.image_tag()} already exists (--force rebuilds it)")
+        return
+    try:
+        tag = docker_backend.build_image(c, log=lambda m: err.print(m, highlight=False))
+    except (OSError, RuntimeError) as e:
+        raise UsageError(f"cannot build the sandbox image: {e}") from None
+    out.print(f"built {tag}")
 
 
 @data_app.command("check")

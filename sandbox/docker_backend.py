@@ -107,6 +107,8 @@ def run(c, job: Path, out: Path, lim: Limits, token: str) -> tuple[int, str, str
                  str(out): {"bind": "/out", "mode": "rw"}},
         ulimits=[docker.types.Ulimit(name="fsize", soft=lim.file_mb * mb, hard=lim.file_mb * mb),
                  docker.types.Ulimit(name="core", soft=0, hard=0)],
+        device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if shutil.which("nvidia-smi") else None,
     )
     timed_out = False
     try:
