@@ -13,6 +13,7 @@ job read-only, a wall-clock kill from the host, removed afterwards.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
@@ -76,10 +77,24 @@ def build_image(c, log=print) -> str:
     return image_tag()
 
 
+OWNER = f"{LABEL}.owner"
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale(c) -> None:
-    """Containers left by a killed orchestrator, found by label."""
+    """Containers left by a killed orchestrator, found by label; never a live one's."""
     for old in c.containers.list(all=True, filters={"label": LABEL}):
-        old.remove(force=True)
+        if not _alive(old.labels.get(OWNER, "")):
+            old.remove(force=True)
 
 
 def run(c, job: Path, out: Path, lim: Limits, token: str) -> tuple[int, str, str, bool]:
@@ -95,7 +110,7 @@ def run(c, job: Path, out: Path, lim: Limits, token: str) -> tuple[int, str, str
         mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m",
         pids_limit=lim.nproc * 2, nano_cpus=2_000_000_000,
         cap_drop=["ALL"], security_opt=["no-new-privileges:true"], user="65534:65534",
-        init=True, labels={LABEL: "1"},
+        init=True, labels={LABEL: "1", OWNER: str(os.getpid())},
         # a flood of stdout must not fill the host's disk through the engine's log file
         log_config=docker.types.LogConfig(type="json-file",
                                           config={"max-size": "1m", "max-file": "1"}),

@@ -193,7 +193,7 @@ def test_bwrap_is_the_level_when_installed():
         assert process.isolation_level() == "bwrap"
 
 
-def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays():
+def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays(backend):
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -203,7 +203,7 @@ def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays():
     out = runner.evaluate(template_sources()["T5"], inputs, targets,
                           {"train": [0, 1, 2, 3], "val": [4, 5]}, latent_dim=8,
                           train={"max_epochs": 2, "batch_size": 2, "verify": False},
-                          lim=Limits(timeout_s=120.0))
+                          lim=Limits(timeout_s=120.0), backend=backend)
     assert out.ok, out
     assert out.record["epochs"] == 2 and out.record["strategy"] == "direct"
     assert out.arrays["predictions"].shape == (8, 40, 20)
@@ -212,7 +212,7 @@ def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays():
         runner.evaluate("", inputs, targets, {"train": [0], "val": [1], "test": [2]})
 
 
-def test_forged_arrays_are_refused():
+def test_forged_arrays_are_refused(backend):
     import numpy as np
 
     inputs = np.zeros((4, 10, 21), np.float32)
@@ -221,5 +221,25 @@ def test_forged_arrays_are_refused():
         "        z = torch.tanh(self.lin(x)) * float('nan')")
     out = runner.evaluate(forged, inputs, np.zeros((4, 10, 20), np.float32),
                           {"train": [0, 1], "val": [2]}, latent_dim=8,
-                          train={"max_epochs": 1, "verify": False}, lim=FAST)
+                          train={"max_epochs": 1, "verify": False}, lim=FAST,
+                          backend=backend)
     assert not out.ok and not out.arrays
+
+
+def test_stale_containers_of_dead_owners_go_and_live_ones_stay(backend):
+    if backend != "docker":
+        pytest.skip("docker only")
+    from sandbox import docker_backend
+
+    c = runner.docker_client()
+    tag = docker_backend.image_tag()
+    labels = {docker_backend.LABEL: "1"}
+    dead = c.containers.create(tag, ["true"], labels={**labels, docker_backend.OWNER: "999999"})
+    live = c.containers.create(tag, ["true"],
+                               labels={**labels, docker_backend.OWNER: str(os.getpid())})
+    try:
+        docker_backend.remove_stale(c)
+        ids = {x.id for x in c.containers.list(all=True, filters={"label": docker_backend.LABEL})}
+        assert dead.id not in ids and live.id in ids
+    finally:
+        live.remove(force=True)
