@@ -25,6 +25,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +67,21 @@ def _unshare() -> list[str]:
     return ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "-rn"]
 
 
+def _needed_paths() -> list[str]:
+    """The interpreter, its environment and the project: shown again over the private /tmp
+    (a checkout or a virtual environment may live under /tmp)."""
+    roots = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["purelib"],
+             str(Path(__file__).resolve().parent.parent)}
+    tmp = Path(tempfile.gettempdir()).resolve()
+    return sorted(p for p in roots if Path(p).resolve().is_relative_to(tmp))
+
+
 def _wrap(level: str, job: Path, out: Path, argv: list[str]) -> list[str]:
     if level == "bwrap":
+        keep = [a for p in _needed_paths() for a in ("--ro-bind", p, p)]
         return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--tmpfs", "/tmp", "--ro-bind", str(job), str(job), "--bind", str(out), str(out),
+                "--tmpfs", "/tmp", *keep, "--ro-bind", str(job), str(job),
+                "--bind", str(out), str(out),
                 "--unshare-all", "--die-with-parent", "--new-session", "--chdir", str(out),
                 *argv]
     if level == "unshare-net":
