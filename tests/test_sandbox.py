@@ -226,10 +226,11 @@ def test_forged_arrays_are_refused(backend):
     assert not out.ok and not out.arrays
 
 
-def test_stale_containers_of_dead_owners_go_and_live_ones_stay(backend):
-    if backend != "docker":
-        pytest.skip("docker only")
+def test_stale_containers_of_dead_owners_go_and_live_ones_stay():
     from sandbox import docker_backend
+
+    if docker_backend.client() is None and not IN_CI:
+        pytest.skip("no docker engine answers")
 
     c = runner.docker_client()
     tag = docker_backend.image_tag()
