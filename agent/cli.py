@@ -207,11 +207,12 @@ def check(
     elif result.ok:
         c = result.check
         out.print(f"[green]accepted[/] {model} ({result.isolation}): {c['n_params']} parameters, "
-                  f"forward {c['forward_ms']:.0f} ms on a (4, 200, 21) batch")
+                  f"forward {c['forward_ms']:.0f} ms on a (4, 200, 21) batch", soft_wrap=True)
         for w in c["warnings"]:
             out.print(f"  warning: {w}", highlight=False)
     else:
-        out.print(f"[red]rejected[/] {model} ({result.error['kind']}, {result.isolation}):")
+        out.print(f"[red]rejected[/] {model} ({result.error['kind']}, {result.isolation}):",
+                  soft_wrap=True)
         for line in result.error["message"].splitlines():
             out.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(0 if result.ok else 1)
