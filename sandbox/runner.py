@@ -77,24 +77,27 @@ def _arrays(out: Path, n: int, t: int, latent_dim: int) -> dict[str, np.ndarray]
     return got
 
 
-_docker_ready: set[int] = set()
+_docker = None
 
 
 def docker_client(log=print):
-    """An engine that answers, with the sandbox image built and stale containers removed."""
+    """An engine that answers, with the sandbox image built and stale containers removed
+    (once per process)."""
+    global _docker
     from sandbox import docker_backend
 
+    if _docker is not None:
+        return _docker
     c = docker_backend.client()
     if c is None:
         raise SandboxError("no docker engine answers (start it, or use --sandbox process)")
-    if id(c) not in _docker_ready:
-        docker_backend.remove_stale(c)
-        if not docker_backend.has_image(c):
-            try:
-                docker_backend.build_image(c, log)
-            except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-                raise SandboxError(f"cannot build the sandbox image: {e}") from None
-        _docker_ready.add(id(c))
+    docker_backend.remove_stale(c)
+    if not docker_backend.has_image(c):
+        try:
+            docker_backend.build_image(c, log)
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+            raise SandboxError(f"cannot build the sandbox image: {e}") from None
+    _docker = c
     return c
 
 
