@@ -1,0 +1,134 @@
+"""The ledger: SQLite in the run directory — runs, iterations, architect calls.
+
+An iteration and its architect calls are written in one transaction: after a
+crash (kill -9 included) an iteration is in the ledger whole or not at all, so a
+resumed run keeps every finished iteration and redoes the one in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    config TEXT NOT NULL,
+    data_fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS iterations (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    number INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    branch TEXT,
+    commit_sha TEXT,
+    architect TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    reasoning TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failure_kind TEXT,
+    failure_message TEXT,
+    recovered INTEGER,
+    above_null INTEGER,
+    beyond_inputs INTEGER,
+    spike_corr REAL,
+    train_hours REAL NOT NULL DEFAULT 0,
+    scores TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS architect_calls (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    iteration INTEGER NOT NULL,
+    architect TEXT NOT NULL,
+    model TEXT,
+    prompt_hash TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    latency_s REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    created REAL NOT NULL
+);
+"""
+ITERATION_FIELDS = ("number", "name", "branch", "commit_sha", "architect", "properties",
+                    "reasoning", "status", "failure_kind", "failure_message", "recovered",
+                    "above_null", "beyond_inputs", "spike_corr", "train_hours", "scores")
+CALL_FIELDS = ("architect", "model", "prompt_hash", "input_tokens", "output_tokens",
+               "cost_usd", "latency_s", "error")
+CALL_DEFAULTS = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0}
+JSON_FIELDS = ("properties", "scores")
+
+
+class Ledger:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start_run(self, run_id: str, config: dict, data_fingerprint: str) -> None:
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO runs (id, started, config, data_fingerprint, status, updated) "
+            "VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT(id) DO UPDATE SET "
+            "status='running', updated=excluded.updated",
+            (run_id, now, json.dumps(config, sort_keys=True), data_fingerprint, now))
+
+    def set_status(self, run_id: str, status: str) -> None:
+        self.db.execute("UPDATE runs SET status=?, updated=? WHERE id=?",
+                        (status, time.time(), run_id))
+
+    def record_iteration(self, run_id: str, iteration: dict, calls: list[dict] = ()) -> None:
+        """The iteration and its architect calls, all or nothing."""
+        row = {k: iteration.get(k) for k in ITERATION_FIELDS}
+        for k in JSON_FIELDS:
+            row[k] = json.dumps(row[k] if row[k] is not None else {}, sort_keys=True)
+        row["train_hours"] = row["train_hours"] or 0.0
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                f"INSERT INTO iterations (run_id, {', '.join(ITERATION_FIELDS)}, created) "
+                f"VALUES (?, {', '.join('?' * len(ITERATION_FIELDS))}, ?)",
+                (run_id, *row.values(), now))
+            for call in calls:
+                self.db.execute(
+                    f"INSERT INTO architect_calls (run_id, iteration, {', '.join(CALL_FIELDS)}, "
+                    f"created) VALUES (?, ?, {', '.join('?' * len(CALL_FIELDS))}, ?)",
+                    (run_id, row["number"],
+                     *(call.get(k, CALL_DEFAULTS.get(k)) for k in CALL_FIELDS), now))
+            self.db.execute("UPDATE runs SET updated=? WHERE id=?", (now, run_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def iterations(self, run_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM iterations WHERE run_id=? ORDER BY number",
+                               (run_id,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            for k in JSON_FIELDS:
+                d[k] = json.loads(d[k]) if d[k] else None
+            out.append(d)
+        return out
+
+    def calls(self, run_id: str) -> list[dict]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT * FROM architect_calls WHERE run_id=? ORDER BY id", (run_id,))]
+
+    def runs(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY started")]
