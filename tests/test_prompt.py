@@ -1,0 +1,59 @@
+"""Prompts render from their text files; replies parse robustly or fail with a reason."""
+
+import pytest
+
+from agent.prompt import ParseError, parse_reply, prompt_hash, system_prompt, user_prompt
+from descartes_core.contract import template_sources
+from sandbox.policy import DEFAULT_IMPORTS
+
+SOURCE = template_sources()["T4"]
+HEADER = ('{"name": "osc-net", "reasoning": "rhythms need oscillators", "properties": '
+          '{"family": "coupled_oscillator"}}')
+
+
+def test_system_prompt_states_the_contract_values_and_controls():
+    s = system_prompt(0.5, DEFAULT_IMPORTS)
+    assert "implicit_adams" in s and "coupled_oscillator" in s and "torchdiffeq" in s
+    assert "above null" in s and "beyond inputs" in s and "0.5" in s
+
+
+def test_user_prompt_carries_history_gap_patterns_and_feedback():
+    scored = {"name": "T5", "properties": {"solver": "euler"},
+              "scores": {"recovered": 90, "above_null": 4, "beyond_inputs": 2,
+                         "spike_corr": 0.6, "by_category": {"tc_gating": 50}}}
+    failed = {"name": "bad", "properties": {}, "failure_kind": "policy",
+              "failure_message": "line 1, col 0: import of 'os' is not allowed"}
+    u = user_prompt([scored, failed], {"remaining_gap": 25.0, "direction": "nrt_state"},
+                    [{"type": "near_miss", "confidence": 0.8, "description": "5 near"}],
+                    ["ltc"], [("T5", "class Model: ...")], feedback="shape: y is (4, 200, 3)")
+    for words in ("recovered 90/160, above null 4", "import of 'os'", "nrt_state", "5 near",
+                  "ltc", "```python\nclass Model: ...", "y is (4, 200, 3)"):
+        assert words in u
+
+
+@pytest.mark.parametrize("reply", [
+    f"```json\n{HEADER}\n```\n```python\n{SOURCE}```",
+    f"Here is my idea.\n\n```json\n{HEADER}\n```\nAnd the code:\n```python\n{SOURCE}```\nDone.",
+    f"{HEADER}\n```python\n{SOURCE}```",
+    f"```\n{HEADER}\n```\n```py\n{SOURCE}```",
+])
+def test_replies_with_fences_and_prose_parse(reply):
+    p = parse_reply(reply)
+    assert p.name == "osc-net" and p.reasoning.startswith("rhythms")
+    assert p.source.strip() == SOURCE.strip()
+
+
+def test_a_missing_header_falls_back_to_the_source_properties():
+    p = parse_reply(f"```python\n{SOURCE}```")
+    assert p.properties["family"] == "coupled_oscillator" and p.name == "coupled_oscillator"
+
+
+@pytest.mark.parametrize("reply", ["I would use an LSTM.", '```json\n{"name": "x"}\n```',
+                                   "```python\nprint('no model')\n```"])
+def test_replies_without_a_model_are_parse_errors(reply):
+    with pytest.raises(ParseError, match="class Model"):
+        parse_reply(reply)
+
+
+def test_prompt_hash_depends_on_both_parts():
+    assert prompt_hash("a", "b") != prompt_hash("a", "c") != prompt_hash("b", "b")
