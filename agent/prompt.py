@@ -114,12 +114,13 @@ def parse_reply(reply: str) -> Proposal:
             meta = {}
     props = meta.get("properties") if isinstance(meta.get("properties"), dict) else None
     if props is None:
-        props = _source_properties(source)
+        props = source_properties(source)
     name = str(meta.get("name") or props.get("family") or "unnamed")[:80]
     return Proposal(name, str(meta.get("reasoning") or "")[:2000], props, source)
 
 
-def _source_properties(source: str) -> dict:
+def source_properties(source: str) -> dict:
+    """The PROPERTIES literal of a source, read without running it ({} if absent)."""
     try:
         for stmt in ast.parse(source).body:
             if isinstance(stmt, ast.Assign) and any(

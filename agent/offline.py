@@ -1,0 +1,257 @@
+"""The offline architect: a deterministic program synthesiser, no network, no key.
+
+It writes a complete model file by composing code blocks — a cell (the vector
+field), an input coupling, a latent structure (how the state is divided into
+populations with their own time constants and nonlinearities) and a fixed-step
+solver — with sizes and time-constant ranges. The gap analysis steers the draw:
+
+- nRt state missed → a second population with gate-like, bounded units that only
+  the first population drives (the nRt "sees" TC activity, not the inputs);
+- synaptic missed → a conductance-like (LTC) cell with gated input;
+- TC gating (slow inactivation) missed → a slow population with learned time
+  constants up to 2 s;
+- a missed timescale class widens the time-constant range toward it.
+
+Same seed and history give the same source; a source whose normalised hash was
+tried before is never proposed.
+"""
+
+from __future__ import annotations
+
+import random
+import textwrap
+from dataclasses import dataclass
+
+from agent.dedup import source_hash
+from agent.prompt import Proposal, source_properties
+
+CELLS = {
+    # name: (time_handling, field body using z, pre (recurrent + input), tau, target())
+    "leaky": ("standard_ode", "return (target - z) / tau"),
+    "relaxation": ("gru_ode", "rate = torch.sigmoid(self.rate(z)) / tau\n"
+                              "return rate * (target - z)"),
+    "ltc": ("ltc", "f = torch.sigmoid(pre)\n"
+                   "return -(1.0 / tau + f) * z + f * self.reversal"),
+}
+COUPLINGS = ("additive", "multiplicative", "gated", "concatenated", "controlled")
+STRUCTURES = ("unconstrained", "hierarchical", "sparse", "biophysical")
+SOLVERS = ("euler", "midpoint", "rk4")
+
+
+@dataclass(frozen=True)
+class Design:
+    cell: str
+    coupling: str
+    structure: str
+    solver: str
+    strategy: str
+    tau_lo: float
+    tau_hi: float
+    second_fraction: float
+    reasons: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.structure}-{self.cell}-{self.coupling}-{self.solver}"
+
+
+def _steer(rng: random.Random, gap: dict | None) -> tuple[dict, list[str]]:
+    """Biases of the draw from the gap analysis, and why."""
+    bias: dict = {}
+    why: list[str] = []
+    if not gap:
+        return bias, ["no scored iteration yet: a broad first draw"]
+    direction = gap.get("direction")
+    if direction == "nrt_state":
+        bias["structure"] = ["biophysical", "hierarchical"]
+        why.append("nRt state is the category missed most: a second population of bounded, "
+                   "gate-like units driven only by the first, as nRt is driven by TC")
+    elif direction == "synaptic":
+        bias["cell"], bias["coupling"] = ["ltc"], ["gated", "multiplicative"]
+        why.append("synaptic conductances are missed most: a conductance-like LTC cell with "
+                   "gated input")
+    elif direction == "tc_gating":
+        bias["structure"], bias["tau_hi"] = ["hierarchical"], 2000.0
+        why.append("TC gating is missed most (slow T-current inactivation, I_h): a slow "
+                   "population with learned time constants up to 2 s")
+    ts = gap.get("timescale_profile") or {}
+    rates = {k: v["rate"] for k, v in ts.items()}
+    if rates and min(rates, key=rates.get) == "fast":
+        bias["tau_lo"] = 0.5
+        why.append("fast variables are recovered least: time constants down to 0.5 ms")
+    elif rates and min(rates, key=rates.get) == "slow":
+        bias.setdefault("tau_hi", 2000.0)
+        why.append("slow variables are recovered least: time constants up to 2 s")
+    return bias, why
+
+
+def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
+    def pick(key, options):
+        return rng.choice(bias.get(key) or list(options))
+
+    cell = pick("cell", CELLS)
+    structure = pick("structure", STRUCTURES)
+    return Design(
+        cell=cell, coupling=pick("coupling", COUPLINGS), structure=structure,
+        solver=pick("solver", SOLVERS), strategy=rng.choice(["direct", "segmented"]),
+        tau_lo=bias.get("tau_lo", rng.choice([1.0, 2.0])),
+        tau_hi=bias.get("tau_hi", rng.choice([300.0, 1000.0])),
+        second_fraction=rng.choice([0.25, 0.5]),
+        reasons=tuple(why),
+    )
+
+
+def _source(d: Design) -> str:
+    structure_prop = {"unconstrained": "unconstrained", "hierarchical": "hierarchical",
+                      "sparse": "sparse", "biophysical": "biophysical"}[d.structure]
+    props = {"family": f"offline-{d.structure}-{d.cell}", "time_handling": CELLS[d.cell][0],
+             "gradient_strategy": d.strategy, "latent_structure": structure_prop,
+             "input_coupling": d.coupling, "solver": d.solver}
+    two = d.structure in ("hierarchical", "biophysical")
+    init = [
+        f"n2 = int(latent_dim * {d.second_fraction})" if two else "n2 = 0",
+        "self.sizes = (latent_dim - n2, n2)",
+        "self.latent_dim = latent_dim",
+        f"lo, hi = math.log({d.tau_lo}), math.log({d.tau_hi})",
+    ]
+    if d.structure == "hierarchical":  # a fast first population, a slow second one
+        init.append("log_tau = torch.cat([torch.empty(latent_dim - n2).uniform_(lo, lo + 2.3), "
+                    "torch.empty(n2).uniform_(hi - 3.0, hi)])")
+    else:
+        init.append("log_tau = torch.empty(latent_dim).uniform_(lo, hi)")
+    init.append("self.log_tau = nn.Parameter(log_tau)")
+    width = {"gated": "2 * latent_dim"}.get(d.coupling, "latent_dim")
+    if d.coupling == "concatenated":
+        init.append("self.rec = nn.Linear(latent_dim + n_inputs, latent_dim)")
+    else:
+        init.append(f"self.inp = nn.Linear(n_inputs, {width})")
+        init.append("self.rec = nn.Linear(latent_dim, latent_dim, bias=False)")
+    if d.coupling == "multiplicative":
+        init.append("self.mod = nn.Linear(latent_dim, latent_dim)")
+    if d.cell == "relaxation":
+        init.append("self.rate = nn.Linear(latent_dim, latent_dim)")
+    if d.cell == "ltc":
+        init.append("self.reversal = nn.Parameter(torch.randn(latent_dim))")
+    mask = "torch.ones(latent_dim, latent_dim)"
+    if d.structure == "sparse":
+        mask = "(torch.rand(latent_dim, latent_dim) < 0.2).float()"
+    elif two:  # the second population hears only the first: no input, no self-drive from it
+        mask = ("torch.ones(latent_dim, latent_dim)\n"
+                "mask[latent_dim - n2:, latent_dim - n2:] = 0.0")
+    init.append(f"mask = {mask}")
+    init.append('self.register_buffer("mask", mask)')
+    input_mask = "torch.ones(latent_dim)"
+    if two:
+        input_mask = "torch.cat([torch.ones(latent_dim - n2), torch.zeros(n2)])"
+    init.append(f"input_mask = {input_mask}")
+    init.append('self.register_buffer("input_mask", input_mask)')
+    init.append("self.readout = nn.Linear(latent_dim, n_outputs)")
+
+    coupling = {
+        "additive": "u_in = u",
+        "multiplicative": "u_in = u * (1.0 + torch.tanh(self.mod(z)))",
+        "gated": "a, b = u.chunk(2, dim=-1)\nu_in = a * torch.sigmoid(b)",
+        "concatenated": "u_in = 0.0",
+        "controlled": "u_in = u",
+    }[d.coupling]
+    if d.coupling == "concatenated":
+        pre = "pre = F.linear(torch.cat([z, u], dim=-1), self.rec.weight * self.cat_mask, " \
+              "self.rec.bias)"
+        init.append("self.register_buffer(\"cat_mask\", torch.cat([mask, "
+                    "input_mask[:, None].expand(-1, n_inputs)], dim=1))")
+    else:
+        pre = "pre = F.linear(z, self.rec.weight * self.mask) + u_in * self.input_mask"
+    if d.structure == "biophysical":
+        target = ("n1 = self.sizes[0]\n"
+                  "target = torch.cat([torch.tanh(pre[..., :n1]), torch.sigmoid(pre[..., n1:])], "
+                  "dim=-1)")
+    else:
+        target = "target = torch.tanh(pre)"
+    field = "\n".join(["tau = torch.exp(self.log_tau)", coupling, pre, target, CELLS[d.cell][1]])
+
+    step = {
+        "euler": "z = z + self.field(z, u)",
+        "midpoint": "z = z + self.field(z + 0.5 * self.field(z, u), u)",
+        "rk4": ("k1 = self.field(z, u)\nk2 = self.field(z + 0.5 * k1, u)\n"
+                "k3 = self.field(z + 0.5 * k2, u)\nk4 = self.field(z + k3, u)\n"
+                "z = z + (k1 + 2 * k2 + 2 * k3 + k4) / 6.0"),
+    }[d.solver]
+    drive = {
+        "concatenated": "drive = x",
+        # increments need the previous input: the state carries it across segments
+        "controlled": "last = x[:, :1] if state is None else state[:, None, self.latent_dim:]\n"
+                      "drive = self.inp(torch.diff(x, dim=1, prepend=last))",
+    }.get(d.coupling, "drive = self.inp(x)")
+    start = "z = x.new_zeros(batch, self.latent_dim) if state is None else state"
+    final = "z"
+    if d.coupling == "controlled":
+        start = ("z = x.new_zeros(batch, self.latent_dim) if state is None "
+                 "else state[:, : self.latent_dim]")
+        final = "torch.cat([z, x[:, -1]], dim=-1)"
+
+    def block(lines: str | list[str], indent: int) -> str:
+        text = "\n".join(lines) if isinstance(lines, list) else lines
+        return textwrap.indent(text, " " * indent)
+
+    doc = "; ".join(d.reasons) or "a broad draw"
+    return f'''"""Offline architect: {d.name}.
+
+{textwrap.fill(doc, 88)}
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PROPERTIES = {props!r}
+
+
+class Model(nn.Module):
+    def __init__(self, n_inputs, n_outputs, latent_dim):
+        super().__init__()
+{block(init, 8)}
+
+    def field(self, z, u):
+        """dz/dt per sample (Δt = 1 ms)."""
+{block(field, 8)}
+
+    def forward(self, x, state=None):
+        batch, steps, _ = x.shape
+        {start}
+{block(drive, 8)}
+        out = []
+        for t in range(steps):
+            u = drive[:, t]
+{block(step, 12)}
+            out.append(z)
+        latents = torch.stack(out, dim=1)
+        return self.readout(latents), latents, {final}
+'''
+
+
+class OfflineArchitect:
+    """Deterministic, varied, gap-steered proposals; never one that was tried."""
+
+    name = "offline"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def propose(self, iteration: int, gap: dict | None, tried: set[str],
+                feedback: str | None = None) -> Proposal:
+        rng = random.Random(f"{self.seed}:{iteration}")
+        bias, why = _steer(rng, gap)
+        if feedback and any(k in feedback for k in ("timeout", "nan", "diverged")):
+            bias["solver"] = ["euler"]
+            why.append("the last attempt timed out or blew up: the cheapest, most damped step")
+        for attempt in range(500):
+            if attempt == 250:  # the steered space is used up: widen it
+                bias, why = {}, [*why, "the steered designs were all tried: a broad draw"]
+            design = _draw(rng, bias, why)
+            source = _source(design)
+            if source_hash(source) not in tried:
+                reasoning = " ".join(design.reasons) or "A broad first draw."
+                return Proposal(design.name, reasoning, source_properties(source), source)
+        raise RuntimeError("the offline architect has no untried design left")
