@@ -18,6 +18,7 @@ tried before is never proposed.
 
 from __future__ import annotations
 
+import json
 import random
 import textwrap
 from dataclasses import dataclass
@@ -205,7 +206,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PROPERTIES = {props!r}
+PROPERTIES = {json.dumps(props, indent=4)}
 
 
 class Model(nn.Module):
