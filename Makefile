@@ -13,9 +13,9 @@ $(SYNCED): pyproject.toml uv.lock
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-# The main job on the embedded default: the default dataset (256 trials × 2 s), cached.
+# The main job on the embedded default: the search loop, offline architect, tiny data, CPU.
 run: setup
-	$(VENV)/bin/descartes-agent simulate --out data/default --force
+	$(VENV)/bin/descartes-agent run --preset quick
 
 test: setup lint sandbox-tools
 	$(VENV)/bin/python -m pytest

@@ -174,3 +174,26 @@ def test_check_rejects_with_every_error_and_exit_1(monkeypatch, capsys, tmp_path
 def test_check_usage_errors_exit_2(monkeypatch, capsys, tmp_path):
     code, _, err = run(monkeypatch, capsys, "check", str(tmp_path / "missing.py"))
     assert code == 2 and "no such file" in err
+
+
+def test_run_quick_end_to_end_with_the_offline_architect(monkeypatch, capsys, tmp_path):
+    from agent.ledger import Ledger
+    from agent.repository import ModelRepository
+
+    code, out, err = run(monkeypatch, capsys, "run", "--preset", "quick", "--sandbox", "process",
+                         "--run-dir", str(tmp_path))
+    assert code == 0, err
+    assert "stopped:" in out and "best:" in out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    repo = ModelRepository(run_dir / "models")
+    its = repo.iterations()
+    assert [n for n, _, _ in its] == [1, 2, 3, 4, 5]  # two templates, three expansions
+    assert its[0][1] == "iter/0001-t1" and its[1][1] == "iter/0002-t5"
+    assert "best" in [t.name for t in repo.repo.tags]
+    rows = Ledger(run_dir / "ledger.sqlite").iterations(run_dir.name)
+    assert [r["commit_sha"] for r in rows] == [c for _, _, c in its]
+    scored = [r for r in rows if r["status"] == "scored"]
+    assert scored and all(len(r["scores"]["correlations"]) == 160 for r in scored)
+    assert all(r["above_null"] is not None and r["beyond_inputs"] is not None for r in scored)
+    sources = {repo.read(str(n)) for n, _, _ in its}
+    assert len(sources) == 5  # every candidate different
