@@ -20,16 +20,14 @@ run: setup
 test: setup lint sandbox-tools
 	$(VENV)/bin/python -m pytest
 
-# The process sandbox isolates fully with bubblewrap; as root (CI) install it from Debian.
+# The process sandbox isolates fully with bubblewrap; the docker sandbox's image is built
+# with debootstrap. As root (CI), install both from Debian when missing.
 sandbox-tools:
-	@command -v bwrap >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
-		apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-		{ apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; } || true
+	@for tool in bwrap:bubblewrap debootstrap:debootstrap; do \
+		cmd=$${tool%%:*}; pkg=$${tool##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ "$$(id -u)" != 0 ] || \
+			apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
+			{ apt-get update -qq >/dev/null && apt-get install -y -qq $$pkg >/dev/null; } || true; \
+	done
 	@command -v bwrap >/dev/null 2>&1 || \
 		echo "bubblewrap missing: the process sandbox runs with degraded isolation"
-
-lint: setup
-	$(VENV)/bin/ruff check .
-
-bench: setup
-	$(VENV)/bin/python benchmarks/bench_simulator.py

@@ -57,15 +57,22 @@ def has_image(c) -> bool:
         return False
 
 
+def debootstrap() -> str | None:
+    """debootstrap's path (it lives in /usr/sbin, often not on a user's PATH)."""
+    found = shutil.which("debootstrap")
+    return found or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+
+
 def build_image(c, log=print) -> str:
     """debootstrap a minimal Debian with python3 and import it; returns the tag."""
-    if shutil.which("debootstrap") is None:
+    tool = debootstrap()
+    if tool is None:
         raise RuntimeError("building the sandbox image needs debootstrap (apt-get install "
                            "debootstrap), or use --sandbox process")
     with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="descartes-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         log(f"debootstrap {SUITE} with python3 (about a minute)")
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3", SUITE,
+        subprocess.run([tool, "--variant=minbase", "--include=python3", SUITE,
                         str(root), MIRROR], check=True, capture_output=True)
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(root / junk, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -108,7 +107,7 @@ def resolve_backend(name: str) -> str:
     from sandbox import docker_backend
 
     c = docker_backend.client()
-    if c is not None and (docker_backend.has_image(c) or shutil.which("debootstrap")):
+    if c is not None and (docker_backend.has_image(c) or docker_backend.debootstrap()):
         return "docker"
     return "process"
 
