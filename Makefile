@@ -14,7 +14,7 @@ $(SYNCED): pyproject.toml uv.lock
 	@touch $@
 
 # The main job on the embedded default: the search loop, offline architect, tiny data, CPU.
-run: setup
+run: setup sandbox-tools
 	$(VENV)/bin/descartes-agent run --preset quick
 
 test: setup lint sandbox-tools
