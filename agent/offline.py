@@ -27,7 +27,7 @@ from agent.dedup import source_hash
 from agent.prompt import Proposal, source_properties
 
 CELLS = {
-    # name: (time_handling, field body using z, pre (recurrent + input), tau, target())
+    # name: (time_handling, field body returning dz/dt from z, pre, tau and target)
     "leaky": ("standard_ode", "return (target - z) / tau"),
     "relaxation": ("gru_ode", "rate = torch.sigmoid(self.rate(z)) / tau\n"
                               "return rate * (target - z)"),
@@ -103,10 +103,8 @@ def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
 
 
 def _source(d: Design) -> str:
-    structure_prop = {"unconstrained": "unconstrained", "hierarchical": "hierarchical",
-                      "sparse": "sparse", "biophysical": "biophysical"}[d.structure]
     props = {"family": f"offline-{d.structure}-{d.cell}", "time_handling": CELLS[d.cell][0],
-             "gradient_strategy": d.strategy, "latent_structure": structure_prop,
+             "gradient_strategy": d.strategy, "latent_structure": d.structure,
              "input_coupling": d.coupling, "solver": d.solver}
     two = d.structure in ("hierarchical", "biophysical")
     init = [
