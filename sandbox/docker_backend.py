@@ -21,6 +21,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -104,7 +105,8 @@ def remove_stale(c) -> None:
             old.remove(force=True)
 
 
-def run(c, job: Path, out: Path, lim: Limits, token: str) -> tuple[int, str, str, bool]:
+def run(c, job: Path, out: Path, lim: Limits, token: str,
+        tick: Callable[[], None] | None = None) -> tuple[int, str, str, bool]:
     """Same contract as :func:`sandbox.process.run`."""
     out.chmod(0o777)  # the container writes as nobody
     job.chmod(0o755)
@@ -148,6 +150,8 @@ def run(c, job: Path, out: Path, lim: Limits, token: str) -> tuple[int, str, str
                 timed_out = True
                 container.kill()
                 break
+            if tick is not None:
+                tick()
             time.sleep(0.1)
         state = c.api.inspect_container(container.id)["State"]
         rc = 137 if state.get("OOMKilled") else int(state.get("ExitCode", -1))

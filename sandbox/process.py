@@ -18,6 +18,7 @@ limit.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import resource
@@ -28,6 +29,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,9 @@ class Limits:
     """Largest file the job may write (its arrays and its log included)."""
     nproc: int = 64
     """Processes and threads (torch needs a few even with one compute thread)."""
+    cuda: bool = False
+    """The job may use CUDA: no address-space cap in the process backend (a CUDA context
+    reserves far more virtual memory than it uses); docker's memory cgroup still applies."""
 
 
 def _probe(cmd: list[str]) -> bool:
@@ -92,7 +97,8 @@ def _wrap(level: str, job: Path, out: Path, argv: list[str]) -> list[str]:
 def _limits(lim: Limits):
     def apply():
         mb = 1 << 20
-        resource.setrlimit(resource.RLIMIT_AS, (lim.memory_mb * mb, lim.memory_mb * mb))
+        if not lim.cuda:
+            resource.setrlimit(resource.RLIMIT_AS, (lim.memory_mb * mb, lim.memory_mb * mb))
         cpu = int(lim.timeout_s * 2) + 10  # 2 cores; the wall clock is the real limit
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (lim.file_mb * mb, lim.file_mb * mb))
@@ -109,16 +115,20 @@ def _environment() -> dict[str, str]:
     }
 
 
-def run(job: Path, out: Path, lim: Limits, token: str,
-        level: str | None = None) -> tuple[int, str, str, bool]:
+@functools.cache
+def _warn_degraded(level: str) -> None:  # once per process, not once per candidate
+    log.warning("degraded isolation (%s): install bubblewrap or use the docker backend", level)
+
+
+def run(job: Path, out: Path, lim: Limits, token: str, level: str | None = None,
+        tick: Callable[[], None] | None = None) -> tuple[int, str, str, bool]:
     """Run the worker on JOB, writing into OUT: (exit code, log tail, isolation, timed out).
 
     `token` goes to the worker on stdin, never through the filesystem.
     """
     level = level or isolation_level()
     if level != "bwrap":
-        log.warning("degraded isolation (%s): install bubblewrap or use the docker backend",
-                    level)
+        _warn_degraded(level)
     argv = [sys.executable, "-m", "sandbox.worker", str(job), str(out)]
     log_path = out / "worker.log"
     timed_out = False
@@ -132,13 +142,18 @@ def run(job: Path, out: Path, lim: Limits, token: str,
         except BrokenPipeError:  # the worker died before reading: its exit code tells
             pass
         deadline = time.monotonic() + lim.timeout_s
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                timed_out = True
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                if tick is not None:
+                    tick()
+                time.sleep(0.05)
+        finally:  # a timeout, Ctrl-C or any error here: no worker outlives its job
+            if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                break
-            time.sleep(0.05)
     with open(log_path, "rb") as f:
         f.seek(max(0, log_path.stat().st_size - 4000))
         tail = f.read().decode(errors="replace")

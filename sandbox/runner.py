@@ -8,9 +8,12 @@ else is a failed candidate with a class and a message, never an exception.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +21,22 @@ import numpy as np
 
 from sandbox import policy, process
 from sandbox.process import Limits
+from sandbox.worker import PROGRESS
 
 MAX_RESPONSE_BYTES = 1 << 20
 MAX_LATENT_DIM = 1024
 CHECK_LIMITS = Limits(timeout_s=120.0)
-EVALUATE_LIMITS = Limits()
+
+
+def evaluate_limits(time_budget_h: float, device: str = "auto") -> Limits:
+    """Limits of a training job. Training stops itself at its budget; the rollouts of every
+    trial (trained and untrained) and the start-up come on top. Memory is sized for
+    full datasets (the default one needs about 6 GiB of address space) but stays well
+    inside the host's RAM."""
+    ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    cuda = device != "cpu" and shutil.which("nvidia-smi") is not None
+    return Limits(timeout_s=time_budget_h * 3600.0 * 1.5 + 900.0,
+                  memory_mb=int(min(16384, 0.6 * ram_mb)), file_mb=4096, cuda=cuda)
 
 
 @dataclass
@@ -116,10 +130,40 @@ class SandboxError(Exception):
     """The sandbox itself cannot run (not a candidate's fault)."""
 
 
+PROGRESS_FIELDS = {"epoch": int, "total": int, "train_loss": float, "val_loss": float}
+
+
+class _Progress:
+    """Reads the worker's epoch lines as they come; untrusted, so only numbers pass."""
+
+    def __init__(self, path: Path, report: Callable[[dict], None]):
+        self.path, self.report, self.offset = path, report, 0
+
+    def __call__(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(1 << 16)
+        except OSError:
+            return
+        lines = chunk.split(b"\n")[:-1]  # a line still being written waits for next time
+        self.offset += sum(len(line) + 1 for line in lines)
+        for line in lines[-1:]:  # only the newest epoch matters to a progress bar
+            try:
+                d = json.loads(line)
+                self.report({k: t(d[k]) for k, t in PROGRESS_FIELDS.items()})
+            except (ValueError, TypeError, KeyError):
+                continue
+
+
 def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
             lim: Limits = CHECK_LIMITS, level: str | None = None,
-            backend: str = "process") -> Outcome:
-    """One worker job in the sandbox, without the static policy (the sandbox's own tests)."""
+            backend: str = "process", progress: Callable[[dict], None] | None = None
+            ) -> Outcome:
+    """One worker job in the sandbox, without the static policy (the sandbox's own tests).
+
+    `progress` receives {epoch, total, train_loss, val_loss} while a model trains.
+    """
     with tempfile.TemporaryDirectory(prefix="descartes-job-") as tmp:
         job, out = Path(tmp) / "job", Path(tmp) / "out"
         job.mkdir()
@@ -129,13 +173,16 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
         if arrays:
             np.savez(job / "arrays.npz", **arrays)
         token = secrets.token_hex(16)
+        tick = _Progress(out / PROGRESS, progress) if progress else None
         if backend == "docker":
             from sandbox import docker_backend
 
             rc, tail, isolation, timed_out = docker_backend.run(docker_client(), job, out, lim,
-                                                                token)
+                                                                token, tick)
         else:
-            rc, tail, isolation, timed_out = process.run(job, out, lim, token, level)
+            rc, tail, isolation, timed_out = process.run(job, out, lim, token, level, tick)
+        if tick is not None:
+            tick()  # the epochs written after the last poll
         if timed_out:
             return _failed(task, isolation, "timeout",
                            f"killed after the {lim.timeout_s:.0f} s wall-clock limit", tail)
@@ -144,7 +191,7 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
             kind = "oom" if rc in (-9, 137) or "MemoryError" in tail else "runtime"
             return _failed(task, isolation, kind, f"the worker exited with code {rc} and no "
                            "valid signed response (crashed, exited early or forged one)", tail)
-        if not response["ok"] and task == "check":
+        if not response["ok"] and (task == "check" or "record" not in response):
             error = response.get("error") or {}
             return _failed(task, isolation, str(error.get("kind", "runtime")),
                            str(error.get("message", "")), tail)
@@ -186,14 +233,21 @@ def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
 
 def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, *,
              latent_dim: int = 64, train: dict | None = None, teacher: np.ndarray | None = None,
-             lim: Limits = EVALUATE_LIMITS, level: str | None = None,
-             backend: str = "process") -> Outcome:
+             lim: Limits | None = None, level: str | None = None,
+             backend: str = "process", progress: Callable[[dict], None] | None = None
+             ) -> Outcome:
     """Train and roll out in the sandbox. `targets` must already hide the test trials."""
     if "test" in split:
         raise ValueError("the sandbox never receives the test split")
     arrays = {"inputs": np.asarray(inputs, np.float32), "targets": np.asarray(targets, np.float32)}
     if teacher is not None:
         arrays["teacher"] = np.asarray(teacher, np.float32)
-    config = {"latent_dim": latent_dim, "split": split, "train": train or {}}
-    return run_job("evaluate", source, config, arrays, lim, level, backend)
+    train = train or {}
+    config = {"latent_dim": latent_dim, "split": split, "train": train}
+    if lim is None:
+        from descartes_core.training import TrainConfig
+
+        lim = evaluate_limits(float(train.get("time_budget_h", TrainConfig.time_budget_h)),
+                              str(train.get("device", TrainConfig.device)))
+    return run_job("evaluate", source, config, arrays, lim, level, backend, progress)
 

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+PROGRESS = "progress.jsonl"  # one line per epoch, written while training
+
 
 def _fail(kind: str, message: str) -> dict:
     return {"ok": False, "error": {"kind": kind, "message": message[:2000]}}
@@ -92,8 +94,16 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
         teacher = z["teacher"] if "teacher" in z.files else None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     tc = TrainConfig(**{k: v for k, v in cfg.get("train", {}).items() if k in fields})
-    ev = train(model_cls, inputs, targets, cfg["split"], props["gradient_strategy"], tc,
-               latent_dim=int(cfg.get("latent_dim", 64)), teacher=teacher, source=source)
+    with open(out / PROGRESS, "a") as log:
+
+        def progress(epoch, total, train_loss, val_loss):  # read live by the host
+            log.write(json.dumps({"epoch": epoch, "total": total, "train_loss": train_loss,
+                                  "val_loss": val_loss}) + "\n")
+            log.flush()
+
+        ev = train(model_cls, inputs, targets, cfg["split"], props["gradient_strategy"], tc,
+                   latent_dim=int(cfg.get("latent_dim", 64)), teacher=teacher, source=source,
+                   progress=progress)
     if ev.predictions is not None:
         np.savez(out / "arrays.npz", predictions=ev.predictions, latents=ev.latents,
                  null_latents=ev.null_latents)
@@ -115,7 +125,7 @@ def main(argv: list[str]) -> int:
     except MemoryError:
         response = _fail("oom", "out of memory")
     except Exception as e:  # the candidate's own failure is the answer
-        kind = "oom" if "out of memory" in str(e) else "runtime"
+        kind = "oom" if "out of memory" in str(e) or "allocate memory" in str(e) else "runtime"
         response = _fail(kind, f"{type(e).__name__}: {e}")
     response["token"] = token
     (out / "response.json").write_text(json.dumps(response))

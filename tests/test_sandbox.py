@@ -6,11 +6,14 @@ even when the policy has been evaded. With CI=true neither backend may skip: CI
 installs bubblewrap and an engine runs on these machines.
 """
 
+import json
 import os
 import shutil
 import socket
 import tempfile
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -200,11 +203,14 @@ def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays(backend):
     inputs = rng.standard_normal((8, 40, 21)).astype(np.float32)
     targets = np.tanh(inputs[..., :20]).astype(np.float32)
     targets[6:] = 0.0  # test trials hidden from the sandbox
+    epochs = []
     out = runner.evaluate(template_sources()["T5"], inputs, targets,
                           {"train": [0, 1, 2, 3], "val": [4, 5]}, latent_dim=8,
                           train={"max_epochs": 2, "batch_size": 2, "verify": False},
-                          lim=Limits(timeout_s=120.0), backend=backend)
+                          lim=Limits(timeout_s=120.0), backend=backend, progress=epochs.append)
     assert out.ok, out
+    assert epochs and epochs[-1]["epoch"] == epochs[-1]["total"] == 2  # streamed live
+    assert epochs[-1]["train_loss"] == out.record["train_loss"]
     assert out.record["epochs"] == 2 and out.record["strategy"] == "direct"
     assert out.arrays["predictions"].shape == (8, 40, 20)
     assert out.arrays["latents"].shape == out.arrays["null_latents"].shape == (8, 40, 8)
@@ -244,3 +250,81 @@ def test_stale_containers_of_dead_owners_go_and_live_ones_stay():
         assert dead.id not in ids and live.id in ids
     finally:
         live.remove(force=True)
+
+
+def _workers_of(job) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(job).encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("level", ["limits-only", "bwrap"])
+def test_an_interrupted_job_leaves_no_worker_behind(backend, level, tmp_path):
+    """Ctrl-C in the orchestrator while a candidate runs: the worker goes too."""
+    if backend == "docker" and level == "bwrap":
+        pytest.skip("one case is enough for docker: the level is the process backend's")
+    if level == "bwrap" and process.isolation_level() != "bwrap":
+        pytest.skip("bubblewrap is not installed")
+    job, out = tmp_path / "job", tmp_path / "out"
+    job.mkdir()
+    out.mkdir()
+    (job / "request.json").write_text(json.dumps(
+        {"task": "check", "source": candidate("while True:\n    pass"),
+         "config": {"latent_dim": 8}}))
+    start = time.monotonic()
+
+    def interrupt():
+        if time.monotonic() - start > 3.0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        if backend == "docker":
+            from sandbox import docker_backend
+
+            docker_backend.run(runner.docker_client(), job, out, FAST, "t", interrupt)
+        else:
+            process.run(job, out, FAST, "t", level, interrupt)
+    if backend == "docker":
+        from sandbox import docker_backend
+
+        left = runner.docker_client().containers.list(
+            all=True, filters={"label": f"{docker_backend.OWNER}={os.getpid()}"})
+        assert not left
+    end = time.monotonic() + 5.0  # a killed process takes a moment to be reaped
+    while _workers_of(job) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not _workers_of(job)
+
+
+def test_a_training_failure_comes_back_with_its_own_message():
+    import numpy as np
+
+    x = np.zeros((4, 20, 21), np.float32)
+    out = runner.evaluate(candidate("raise RuntimeError('boom in init')"), x,
+                          np.zeros((4, 20, 20), np.float32), {"train": [0, 1], "val": [2]},
+                          latent_dim=8, train={"max_epochs": 1}, backend="process")
+    assert not out.ok and out.error["kind"] == "runtime"
+    assert "boom in init" in out.error["message"]  # not "malformed evaluate response"
+
+
+def test_the_default_dataset_size_trains_within_the_evaluate_limits():
+    """256 trials × 2000 ms: the full-size arrays, rollouts and controls fit the limits
+    (a fixed 4 GiB address space did not)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 2000, 21)).astype(np.float32)
+    y = rng.random((256, 2000, 20)).astype(np.float32)
+    lim = runner.evaluate_limits(0.003)
+    assert lim.timeout_s > 0.003 * 3600 and lim.memory_mb >= 6144 and not lim.cuda
+    out = runner.evaluate(template_sources()["T5"], x, y,
+                          {"train": list(range(180)), "val": list(range(180, 218))},
+                          train={"time_budget_h": 0.003, "max_epochs": 1, "verify": False},
+                          backend="process")
+    assert out.ok, out.error
+    assert out.arrays["latents"].shape == (256, 2000, 64)
