@@ -12,9 +12,11 @@ all 21 inputs, which is also the *input baseline* every score is compared with.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,6 +117,11 @@ def fit_volterra_laguerre(ds: Dataset) -> VolterraLaguerre:
                             f.astype(np.float32), float(r))
 
 
+def results_path(fingerprint: str) -> Path:
+    """Where the rows of `run` are kept for a dataset (the report reads them)."""
+    return cache_root() / "baselines" / f"{fingerprint[:20]}.json"
+
+
 def input_baseline(ds: Dataset) -> tuple[VolterraLaguerre, np.ndarray]:
     """The VL fit and the probe correlations of its latents, cached by dataset fingerprint."""
     key = hashlib.sha256(f"{ds.meta['fingerprint']}|{ALPHAS}|{N_FUNCS}|{LAMBDAS}".encode())
@@ -191,4 +198,7 @@ def run(
                 ev.predictions, ev.latents, ds.outputs, ds.biovars, ds.meta,
                 threshold=threshold, null_latents=ev.null_latents, input_r=input_r).to_dict()
         rows.append(row)
+    path = results_path(ds.meta["fingerprint"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows))
     return rows
