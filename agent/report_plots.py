@@ -1,0 +1,173 @@
+"""The report's figures (matplotlib, headless), each returned as inline SVG text."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: before pyplot is imported
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+plt.rcParams["svg.hashsalt"] = "descartes-agent"  # the same run, the same file
+
+CATEGORIES = ("tc_gating", "nrt_state", "synaptic")
+OBJECTIVES = (("recovered", "recovered"), ("above_null", "above null"),
+              ("beyond_inputs", "beyond inputs"))
+COLOURS = {"recovered": "#1f5fa8", "above_null": "#d07a12", "beyond_inputs": "#2e8b57",
+           "template": "#888888", "expansion": "#1f5fa8"}
+
+
+_figures = itertools.count(1)
+
+
+def svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]  # inline: no XML prolog or DOCTYPE
+    # every figure defines the same clip-path and glyph ids: in one page they must differ
+    prefix = f"f{next(_figures)}-"
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}\1"', text)
+    return re.sub(r'(url\(#|href="#)([^")]+)', rf"\1{prefix}\2", text)
+
+
+def _running_best(values: list[float | None]) -> list[float]:
+    best, out = -np.inf, []
+    for v in values:
+        if v is not None and v > best:
+            best = v
+        out.append(best if np.isfinite(best) else np.nan)
+    return out
+
+
+def progress(rows: list[dict], target: int, input_recovered: int | None) -> str:
+    """Best so far of the three counts and spike r, against iteration and training hours."""
+    n = [r["number"] for r in rows]
+    hours = np.cumsum([r.get("train_hours") or 0.0 for r in rows])
+    fig, axes = plt.subplots(2, 2, figsize=(12, 6.4), sharey="row")
+    spike = [r.get("spike_corr") for r in rows]
+    for col, (x, label) in enumerate(((n, "iteration"), (hours, "training hours (cumulative)"))):
+        ax = axes[0, col]
+        for key, name in OBJECTIVES:
+            ax.step(x, _running_best([r.get(key) for r in rows]), where="post",
+                    color=COLOURS[key], label=f"best {name}")
+        for kind, marker in (("template", "s"), ("expansion", "o")):
+            pts = [(xi, r["recovered"]) for xi, r in zip(x, rows, strict=True)
+                   if r.get("recovered") is not None
+                   and (r["architect"] == "template") == (kind == "template")]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), marker=marker, s=22, zorder=3,
+                           color=COLOURS[kind], label=f"{kind}s (recovered)")
+        ax.axhline(target, ls="--", color="#b22222", lw=1, label=f"target {target}")
+        if input_recovered is not None:
+            ax.axhline(input_recovered, ls=":", color="#555555", lw=1,
+                       label=f"input baseline {input_recovered}")
+        ax.set_ylim(0, 165)
+        ax = axes[1, col]
+        ax.plot(x, [np.nan if v is None else v for v in spike], "o", color="#444444", ms=4,
+                label="each iteration")
+        ax.step(x, _running_best(spike), where="post", color="#1f5fa8", label="best so far")
+        ax.set_xlabel(label)
+    for ax in axes[:, 0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set_ylabel("variables of 160")
+    axes[1, 0].set_ylabel("spike correlation (held out)")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    axes[1, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return svg(fig)
+
+
+def variable_order(variables: list[dict]) -> list[int]:
+    """Grouped by category, then by timescale (geometric mean of the time-constant range)."""
+    def key(i):
+        v = variables[i]
+        lo, hi = v.get("tau_ms") or (1.0, 1.0)
+        cat = v["category"]
+        return (CATEGORIES.index(cat) if cat in CATEGORIES else 9, np.sqrt(lo * hi), v["name"])
+
+    return sorted(range(len(variables)), key=key)
+
+
+def heatmap(rows: list[dict], variables: list[dict], threshold: float) -> str:
+    scored = [r for r in rows if r.get("scores")]
+    order = variable_order(variables)
+    m = np.array([[r["scores"]["correlations"][i] for i in order] for r in scored])
+    fig, ax = plt.subplots(figsize=(13, 0.9 + 0.32 * len(scored)))
+    im = ax.imshow(m, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(len(scored)), [f"#{r['number']} {r['name'][:30]}" for r in scored],
+                  fontsize=7)
+    cats = [variables[i]["category"] for i in order]
+    edges = [k for k in range(1, len(cats)) if cats[k] != cats[k - 1]]
+    for e in edges:
+        ax.axvline(e - 0.5, color="black", lw=1.2)
+    starts = [0, *edges]
+    ax.set_xticks([(s + e) / 2 for s, e in zip(starts, [*edges, len(cats)], strict=True)],
+                  [f"{cats[s]} (fast → slow)" for s in starts], fontsize=8)
+    rec = m >= threshold
+    ys, xs = np.nonzero(rec)
+    ax.scatter(xs, ys, s=2, color="black", marker=".", label=f"recovered (r ≥ {threshold})")
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.18))
+    fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01, label="held-out r")
+    return svg(fig)
+
+
+def categories(models: list[tuple[str, dict]], counts: dict[str, int]) -> str:
+    """Recovered per category: the best model and each baseline side by side."""
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / max(1, len(models))
+    x = np.arange(len(CATEGORIES))
+    for k, (name, by_cat) in enumerate(models):
+        vals = [by_cat.get(c, 0) for c in CATEGORIES]
+        bars = ax.bar(x + (k - (len(models) - 1) / 2) * width, vals, width, label=name)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(x, [f"{c} (of {counts.get(c, '?')})" for c in CATEGORIES])
+    ax.set_ylabel("recovered variables")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return svg(fig)
+
+
+def pareto(points: list[dict]) -> str:
+    """Recovered against parameter count and against training time; the front marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, key, label, log in ((axes[0], "n_params", "parameters", True),
+                                (axes[1], "minutes", "training time (min)", False)):
+        pts = sorted((p[key], p["recovered"], p["name"]) for p in points
+                     if p.get(key) is not None)
+        if not pts:
+            continue
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#1f5fa8", s=24)
+        front, best = [], -1
+        for x, y, _ in pts:  # cheaper first: a point is on the front if it beats all cheaper
+            if y > best:
+                front.append((x, y))
+                best = y
+        ax.step(*zip(*front, strict=True), where="post", color="#d07a12", label="Pareto front")
+        for x, y, name in pts:
+            ax.annotate(name[:18], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("recovered of 160")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return svg(fig)
+
+
+def training_curve(history: list[dict]) -> str:
+    fig, ax = plt.subplots(figsize=(4.2, 2.4))
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h.get("train") for h in history], "o-", ms=3, label="train")
+    ax.plot(ep, [h.get("val") for h in history], "o-", ms=3, label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return svg(fig)

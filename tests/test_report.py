@@ -1,0 +1,119 @@
+"""The HTML report: valid, self-contained, every section present, each iteration state
+shown, and rendered by headless Chromium into a screenshot that is not blank."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import html5lib
+import matplotlib.image
+import pytest
+
+from agent import report, runs
+from agent.offline import OfflineArchitect
+from agent.orchestrator import Orchestrator, RunConfig
+from agent.prompt import Proposal
+from descartes_core import dataset
+from descartes_core.contract import template_sources
+from descartes_core.dataset import SimulationSpec
+
+T5 = template_sources()["T5"]
+
+
+class Scripted:
+    """A policy violation repaired; a duplicate refused; a candidate that stays rejected."""
+
+    name = "scripted"
+
+    def __init__(self):
+        self.offline, self.calls = OfflineArchitect(3), []
+
+    def drain_calls(self):
+        calls, self.calls = self.calls, []
+        return calls
+
+    def propose(self, brief):
+        self.calls.append({"architect": self.name, "prompt_hash": "ab" * 32, "model": "m",
+                           "input_tokens": 900, "output_tokens": 300, "cost_usd": 0.0072,
+                           "latency_s": 1.5})
+        k, fb = brief.iteration, brief.feedback
+        if k == 0:
+            return (self.offline.propose(brief) if fb else
+                    Proposal("needs-os", "reads a file", {}, "import os\n" + T5))
+        if k == 1:
+            return Proposal("copy", "a copy of T5", {}, T5)
+        bad = "socket" if fb else "subprocess"
+        return Proposal("hopeless", f"{bad} for speed", {}, f"import {bad}\n" + T5)
+
+
+class Quiet:
+    def event(self, kind, **data):
+        pass
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    path, _ = dataset.cached_or_simulated(SimulationSpec(n_trials=12, duration_ms=120,
+                                                         burn_in_ms=100.0))
+    root = tmp_path_factory.mktemp("runs")
+    cfg = RunConfig(run_dir=str(root), data_dir=str(path), templates=("T5",),
+                    max_expansions=3, patience=5, max_repairs=1, sandbox="process",
+                    train={"max_epochs": 2, "verify": False})
+    orch = Orchestrator(cfg, dataset.load(path), architect=Scripted(), monitor=Quiet())
+    orch.run()
+    r = runs.open_run(root)
+    return r, report.write(r)
+
+
+def test_the_run_has_each_state(run_folder):
+    r, _ = run_folder
+    rows = r.ledger.iterations(r.id)
+    assert [x["status"] for x in rows] == ["scored", "scored", "refused", "failed"]
+    assert rows[1]["repairs"] == 1
+
+
+def test_the_report_is_valid_self_contained_html_with_every_section(run_folder):
+    _, path = run_folder
+    text = path.read_text()
+    html5lib.HTMLParser(strict=True).parse(text)  # raises on any parse error
+    for sid, _ in report.SECTIONS:
+        assert f'id="{sid}"' in text
+    for fetch in ('src="http', 'href="http', "url(http", "<link", "<script", "@import"):
+        assert fetch not in text  # nothing is fetched: no CDN, no server
+    assert text.count("<svg") >= 6  # progress, heatmap, categories, pareto, curves
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))  # figures' clip paths and glyphs must not collide
+    assert all(ref in ids for ref in re.findall(r'(?:url\(#|href="#)([^")]+)', text))
+    for words in ("status-refused", "status-failed", "status-scored", "Check and repairs",
+                  "import of &#x27;os&#x27; is not allowed", "tried before", "Hypothesis",
+                  "Diff against the best so far", "needs-os", "scripted",
+                  "0.0432"):  # 6 calls of $0.0072
+
+        assert words in text, words
+
+
+def _chromium():
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found and not os.environ.get("CI"):
+        pytest.skip("chromium is not installed (`make test` installs it as root)")
+    assert found, "CI must have chromium: `make test` installs Debian's package"
+    return [found, "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--hide-scrollbars"]
+
+
+def test_chromium_renders_it_with_every_section_in_the_dom(run_folder, tmp_path):
+    _, path = run_folder
+    chromium = _chromium()
+    dom = subprocess.run([*chromium, "--dump-dom", path.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    for sid, name in report.SECTIONS:
+        assert f'id="{sid}"' in dom and name in dom
+    assert dom.count('class="status-refused"') == 1 and dom.count('class="status-failed"') == 1
+    shot = tmp_path / "shot.png"
+    subprocess.run([*chromium, "--window-size=1280,2400", f"--screenshot={shot}",
+                    path.as_uri()], capture_output=True, timeout=120, check=True)
+    img = matplotlib.image.imread(shot)[..., :3]
+    assert img.shape[:2] == (2400, 1280)
+    assert img.std() > 0.1  # not blank
+    assert (img.mean(axis=2) < 0.5).mean() > 0.02  # text, plots and the header are drawn
