@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 SYNCED := $(VENV)/.synced
 
-.PHONY: setup run test lint bench sandbox-tools
+.PHONY: setup run test lint bench sandbox-tools report-tools
 setup: $(SYNCED)
 
 $(SYNCED): pyproject.toml uv.lock
@@ -17,7 +17,7 @@ $(SYNCED): pyproject.toml uv.lock
 run: setup sandbox-tools
 	$(VENV)/bin/descartes-agent run --preset quick
 
-test: setup lint sandbox-tools
+test: setup lint sandbox-tools report-tools
 	$(VENV)/bin/python -m pytest
 
 # The process sandbox isolates fully with bubblewrap; the docker sandbox's image is built
@@ -31,3 +31,20 @@ sandbox-tools:
 	done
 	@command -v bwrap >/dev/null 2>&1 || \
 		echo "bubblewrap missing: the process sandbox runs with degraded isolation"
+
+# The report's test renders it in headless Chromium; as root (CI), install Debian's package.
+report-tools:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } || true
+	@command -v chromium >/dev/null 2>&1 || \
+		echo "chromium missing: the report's rendering test is skipped outside CI"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Each benchmark prints ratios against a named peer measured in the same run.
+bench: setup
+	$(VENV)/bin/python benchmarks/bench_simulator.py
+	$(VENV)/bin/python benchmarks/bench_training.py
+	$(VENV)/bin/python benchmarks/bench_sandbox.py

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from agent import browse_cli, search_cli
+from agent.console import UsageError, dataset_at, err, out, progress, progress_epochs
+from agent.repository import RefError
+from agent.runs import RunNotFound
 from descartes_core import dataset, rhythm
 from descartes_core.dataset import DatasetError, SimulationSpec
 
@@ -29,31 +31,8 @@ app.add_typer(data_app, name="data")
 sandbox_app = typer.Typer(help="The sandbox that runs generated model code.",
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
-out = Console()
-err = Console(stderr=True)
-
-
-class UsageError(Exception):
-    """A bad request from the user: reported in one line, exit code 2."""
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} ms"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-    )
-
-
-def _progress_epochs() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
-        TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(), console=err, transient=True,
-    )
-
-
+search_cli.register(app)
+browse_cli.register(app)
 def _summary(ds: dataset.Dataset, where: Path) -> None:
     meta = ds.meta
     n, t, _ = ds.inputs.shape
@@ -87,7 +66,7 @@ def simulate(
         raise UsageError(f"{out_dir}: already exists and is not empty (--force replaces it)")
     spec = SimulationSpec(n_trials=trials, duration_ms=duration_ms, seed=seed)
     start = time.perf_counter()
-    with _progress() as bar:
+    with progress() as bar:
         task = bar.add_task(f"simulating {trials} trials", total=spec.burn_in_ms + duration_ms)
         path, cached = dataset.cached_or_simulated(spec, lambda ms: bar.advance(task, ms))
     dataset.copy(path, out_dir)
@@ -95,103 +74,6 @@ def simulate(
     how = "from the cache" if cached else "simulated"
     out.print(f"{how} in {time.perf_counter() - start:.1f} s")
     _summary(ds, out_dir)
-
-
-def _dataset(data_dir: Path | None) -> dataset.Dataset:
-    """--data-dir, or the default simulated dataset (cached after its first simulation)."""
-    if data_dir is not None:
-        return dataset.load(data_dir)
-    spec = SimulationSpec()
-    with _progress() as bar:
-        task = bar.add_task("simulating the default dataset",
-                            total=spec.burn_in_ms + spec.duration_ms)
-        path, _ = dataset.cached_or_simulated(spec, lambda ms: bar.advance(task, ms))
-    return dataset.load(path)
-
-
-QUICK_DATA = SimulationSpec(n_trials=24, duration_ms=300, burn_in_ms=300.0)
-QUICK_TRAIN = {"max_epochs": 3, "time_budget_h": 0.02, "batch_size": 8, "verify_steps": 40,
-               "verify_window": 50}
-
-
-@app.command()
-def run(
-    data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", help="A data directory (default: the default simulated dataset).")] = None,
-    preset: Annotated[str | None, typer.Option(
-        help="'quick': tiny data, templates T1 and T5, 3 expansions, short training — "
-        "a few minutes on 2 CPU cores.")] = None,
-    architect: Annotated[str, typer.Option(help="Proposal source: offline.")] = "offline",
-    max_expansions: Annotated[int, typer.Option(
-        "--max-llm-expansions", min=0, help="Architect proposals after the templates.")] = 10,
-    time_budget: Annotated[float, typer.Option(
-        "--time-budget", min=0.0, help="Training hours per architecture.")] = 2.0,
-    target: Annotated[int, typer.Option(
-        "--target-recovery", min=1, max=160, help="Stop at this many variables.")] = 120,
-    max_total_hours: Annotated[float, typer.Option(
-        "--max-total-hours", min=0.0, help="Stop after this much training, all told.")] = 48.0,
-    templates: Annotated[str, typer.Option(
-        help="Comma-separated templates of phase 1.")] = "T0,T1,T2,T3,T4,T5,T6,T7,T8",
-    sandbox: Annotated[str, typer.Option(help="auto, docker or process.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of training and of the architect.")] = 0,
-    run_dir: Annotated[Path, typer.Option(help="Where runs are kept.")] = Path("runs"),
-) -> None:
-    """Run the search: templates, then architect expansions, each on its own git branch.
-
-    Every candidate is checked statically and in the sandbox, trained in the sandbox and
-    scored on held-out trials beside its controls (untrained null, input baseline).
-    """
-    from agent.orchestrator import Orchestrator, RunConfig
-
-    if architect != "offline":
-        raise UsageError(f"--architect {architect}: only 'offline' exists so far")
-    if preset not in (None, "quick"):
-        raise UsageError(f"--preset {preset}: expected quick")
-    if sandbox not in ("auto", "docker", "process"):
-        raise UsageError(f"--sandbox {sandbox}: expected auto, docker or process")
-    chosen = tuple(t.strip().upper() for t in templates.split(",") if t.strip())
-    unknown = sorted(set(chosen) - set(template_ids()))
-    if unknown:
-        raise UsageError(f"--templates: unknown {', '.join(unknown)} (T0 … T8)")
-    train = {"time_budget_h": time_budget}
-    if preset == "quick":
-        if data_dir is None:
-            path, _ = dataset.cached_or_simulated(QUICK_DATA)
-            data_dir = path
-        chosen, max_expansions, train = ("T1", "T5"), min(max_expansions, 3), QUICK_TRAIN
-    ds = _dataset(data_dir)
-    cfg = RunConfig(run_dir=str(run_dir), templates=chosen, max_expansions=max_expansions,
-                    target=target, max_total_hours=max_total_hours, sandbox=sandbox, seed=seed,
-                    train=train)
-    try:
-        orch = Orchestrator(cfg, ds, log=lambda m: out.print(m, markup=False, highlight=False,
-                                                             soft_wrap=True))
-    except runner_errors() as e:
-        raise UsageError(str(e)) from None
-    out.print(f"run {orch.run_id} in {orch.dir} (sandbox: {orch.backend})", highlight=False)
-    summary = orch.run()
-    best = summary["best"]
-    out.print(f"\nstopped: {summary['stop']} after {summary['iterations']} iterations")
-    if best:
-        out.print(f"best: {best['name']} ({best['branch']}): recovered {best['recovered']}/160, "
-                  f"above null {best['above_null']}, beyond inputs {best['beyond_inputs']}, "
-                  f"spike r {best['spike_corr']:.3f}", highlight=False, soft_wrap=True)
-    for p in summary["patterns"][:8]:
-        out.print(f"  pattern [{p['type']}] {p['description']}", markup=False, highlight=False,
-                  soft_wrap=True)
-    out.print(f"browse: git -C {orch.dir / 'models'} log --all --oneline", highlight=False)
-
-
-def template_ids() -> list[str]:
-    from descartes_core.contract import template_sources
-
-    return list(template_sources())
-
-
-def runner_errors():
-    from sandbox.runner import SandboxError
-
-    return (SandboxError,)
 
 
 @app.command()
@@ -216,9 +98,9 @@ def baselines(
     from descartes_core import baselines as bl
     from descartes_core.training import TrainConfig
 
-    ds = _dataset(data_dir)
+    ds, _ = dataset_at(data_dir)
     cfg = TrainConfig(time_budget_h=time_budget, max_epochs=max_epochs, seed=seed)
-    with _progress_epochs() as bar:
+    with progress_epochs() as bar:
         tasks: dict[str, int] = {}
 
         def progress(name, epoch, total, train_loss, val_loss):
@@ -338,7 +220,7 @@ def data_check(
 def main() -> None:
     try:
         app()
-    except (DatasetError, UsageError) as e:
+    except (DatasetError, UsageError, RefError, RunNotFound) as e:
         err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:

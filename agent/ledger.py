@@ -8,6 +8,8 @@ resumed run keeps every finished iteration and redoes the one in flight.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -19,6 +21,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL,
     data_fingerprint TEXT NOT NULL,
     status TEXT NOT NULL,
+    pid INTEGER,
+    host TEXT,
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS iterations (
@@ -39,6 +43,8 @@ CREATE TABLE IF NOT EXISTS iterations (
     spike_corr REAL,
     train_hours REAL NOT NULL DEFAULT 0,
     scores TEXT,
+    repairs INTEGER NOT NULL DEFAULT 0,
+    attempts TEXT,
     created REAL NOT NULL,
     PRIMARY KEY (run_id, number)
 );
@@ -59,11 +65,12 @@ CREATE TABLE IF NOT EXISTS architect_calls (
 """
 ITERATION_FIELDS = ("number", "name", "branch", "commit_sha", "architect", "properties",
                     "reasoning", "status", "failure_kind", "failure_message", "recovered",
-                    "above_null", "beyond_inputs", "spike_corr", "train_hours", "scores")
+                    "above_null", "beyond_inputs", "spike_corr", "train_hours", "scores", "repairs",
+                    "attempts")
 CALL_FIELDS = ("architect", "model", "prompt_hash", "input_tokens", "output_tokens",
                "cost_usd", "latency_s", "error")
 CALL_DEFAULTS = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0}
-JSON_FIELDS = ("properties", "scores")
+JSON_FIELDS = ("properties", "scores", "attempts")
 
 
 class Ledger:
@@ -80,11 +87,13 @@ class Ledger:
 
     def start_run(self, run_id: str, config: dict, data_fingerprint: str) -> None:
         now = time.time()
+        # the owner's pid and host tell `runs` whether a 'running' run has crashed
         self.db.execute(
-            "INSERT INTO runs (id, started, config, data_fingerprint, status, updated) "
-            "VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT(id) DO UPDATE SET "
-            "status='running', updated=excluded.updated",
-            (run_id, now, json.dumps(config, sort_keys=True), data_fingerprint, now))
+            "INSERT INTO runs (id, started, config, data_fingerprint, status, pid, host, updated) "
+            "VALUES (?, ?, ?, ?, 'running', ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "status='running', pid=excluded.pid, host=excluded.host, updated=excluded.updated",
+            (run_id, now, json.dumps(config, sort_keys=True), data_fingerprint, os.getpid(),
+             socket.gethostname(), now))
 
     def set_status(self, run_id: str, status: str) -> None:
         self.db.execute("UPDATE runs SET status=?, updated=? WHERE id=?",
@@ -94,8 +103,9 @@ class Ledger:
         """The iteration and its architect calls, all or nothing."""
         row = {k: iteration.get(k) for k in ITERATION_FIELDS}
         for k in JSON_FIELDS:
-            row[k] = json.dumps(row[k] if row[k] is not None else {}, sort_keys=True)
+            row[k] = json.dumps(row[k], sort_keys=True)
         row["train_hours"] = row["train_hours"] or 0.0
+        row["repairs"] = row["repairs"] or 0
         now = time.time()
         self.db.execute("BEGIN IMMEDIATE")
         try:

@@ -24,7 +24,7 @@ import textwrap
 from dataclasses import dataclass
 
 from agent.dedup import source_hash
-from agent.prompt import Proposal, source_properties
+from agent.prompt import Brief, Proposal, source_properties
 
 CELLS = {
     # name: (time_handling, field body returning dz/dt from z, pre, tau and target)
@@ -238,11 +238,14 @@ class OfflineArchitect:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def propose(self, iteration: int, gap: dict | None, tried: set[str],
-                feedback: str | None = None) -> Proposal:
-        rng = random.Random(f"{self.seed}:{iteration}")
-        bias, why = _steer(rng, gap)
-        if feedback and any(k in feedback for k in ("timeout", "nan", "diverged")):
+    def drain_calls(self) -> list[dict]:
+        return []  # no calls to meter
+
+    def propose(self, brief: Brief) -> Proposal:
+        rng = random.Random(f"{self.seed}:{brief.iteration}")
+        bias, why = _steer(rng, brief.gap)
+        feedback = brief.feedback or ""
+        if any(k in feedback for k in ("timeout", "nan", "diverged")):
             bias["solver"] = ["euler"]
             why.append("the last attempt timed out or blew up: the cheapest, most damped step")
         for attempt in range(500):
@@ -250,7 +253,12 @@ class OfflineArchitect:
                 bias, why = {}, [*why, "the steered designs were all tried: a broad draw"]
             design = _draw(rng, bias, why)
             source = _source(design)
-            if source_hash(source) not in tried:
-                reasoning = " ".join(design.reasons) or "A broad first draw."
+            family = source_properties(source)["family"]
+            if source_hash(source) not in brief.tried and (
+                    family not in brief.exhausted or attempt >= 400):
+                reasoning = ("; ".join(design.reasons) or "a broad first draw") + (
+                    f". This draw: a {design.cell} cell with {design.coupling} input, "
+                    f"{design.structure} latents, {design.solver} steps, time constants "
+                    f"{design.tau_lo:g}–{design.tau_hi:g} ms, {design.strategy} training.")
                 return Proposal(design.name, reasoning, source_properties(source), source)
         raise RuntimeError("the offline architect has no untried design left")

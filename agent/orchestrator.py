@@ -3,41 +3,62 @@ scored and fed back.
 
 Per candidate: duplicate check (normalised-source hash) → static policy and sandboxed
 shape check, with up to ``max_repairs`` repairs by the same architect → a branch in the
-model repository → sandboxed training → scoring on the trusted side against the null
-and the input baseline → results on the branch, a ledger row, gap and patterns for the
-next prompt. Failures are iterations too, with their class and message.
+model repository → sandboxed training and trusted scoring (agent.evaluator) → results
+on the branch, one ledger transaction, gap and patterns for the next brief. Failures
+are iterations too, with their class and message.
+
+Everything the loop decides from (best, stale expansions, exhausted families, hours,
+cost, templates done) is derived from the ledger, so a run killed at any point resumes
+where it stood: finished iterations are kept, the one in flight is redone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from agent.dedup import source_hash
+from agent.evaluator import Evaluator
 from agent.ledger import Ledger
+from agent.live import PlainLines
+from agent.llm import ArchitectError
 from agent.offline import OfflineArchitect
-from agent.prompt import Proposal
+from agent.prompt import Brief, ParseError, Proposal
 from agent.repository import ModelRepository
-from descartes_core import baselines, gap, patterns, scoring
+from descartes_core import gap, patterns
 from descartes_core.contract import template_sources
 from descartes_core.dataset import Dataset
 from sandbox import policy, runner
 
+ARCHITECT_FAILURES = 3  # in a row, before the offline architect takes over
+OBJECTIVES = ("recovered", "above_null", "beyond_inputs")
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run is made of; stored with the run so that it can be resumed."""
+    """Everything a run is made of; stored in the ledger so that it can be resumed."""
 
-    run_dir: str = "runs"
-    """Folder holding one sub-folder per run (model repository, ledger)."""
+    run_dir: str = "generated_models"
+    """Folder holding one sub-folder per run (model repository, ledger, exchanges)."""
+    data_dir: str = ""
+    """The data directory the run was started on (checked by fingerprint on resume)."""
     templates: tuple[str, ...] = ("T0", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8")
     """Templates of phase 1."""
+    architect: str = "offline"
+    """offline, anthropic, openai or replay: the source of phase 2's proposals."""
+    model: str | None = None
+    """The LLM architect's model (None: its provider's default)."""
+    base_url: str | None = None
+    """The LLM architect's server (None: the provider's public API)."""
+    price: tuple[float, float] | None = None
+    """Dollars per million (input, output) tokens (None: list prices of Claude models)."""
+    replay_from: str | None = None
+    """The replay architect's source: a run folder holding exchanges.jsonl."""
     max_expansions: int = 10
     """Architect proposals of phase 2."""
     target: int = 120
@@ -48,10 +69,14 @@ class RunConfig:
     """Stop after this many expansions without improvement."""
     max_total_hours: float = 48.0
     """Stop when training time, all candidates together, exceeds this."""
+    max_cost: float | None = None
+    """Stop when architect calls have cost this many dollars (None: no limit)."""
     max_repairs: int = 2
-    """Repairs of a candidate rejected by the policy or the shape check."""
+    """Repairs of a candidate rejected by the parser, the policy or the shape check."""
     sandbox: str = "auto"
     """auto, docker or process."""
+    device: str = "auto"
+    """Training device: auto (CUDA when present), cpu, cuda or cuda:N."""
     latent_dim: int = 64
     """latent_dim every candidate is built with."""
     threshold: float = 0.5
@@ -61,178 +86,274 @@ class RunConfig:
     train: dict = field(default_factory=dict)
     """TrainConfig overrides (time_budget_h, max_epochs, …)."""
 
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if k == "templates" else v
+                      for k, v in d.items() if k in known})
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
 
 @dataclass
-class RunState:
-    run_id: str
-    iterations: list[dict] = field(default_factory=list)
+class Standing:
+    """What the loop decides from, derived from the recorded iterations."""
+
     best: dict | None = None
+    stale: int = 0
+    exhausted: tuple[str, ...] = ()
     hours: float = 0.0
+    expansions: int = 0
+    templates_done: frozenset[str] = frozenset()
 
 
-def _objective(scores: dict, name: str) -> int:
-    return int(scores.get(name) or 0)
+def standing(iterations: list[dict], objective: str) -> Standing:
+    s, misses, best_score = Standing(), Counter(), -1
+    for it in iterations:
+        s.hours += it.get("train_hours") or 0.0
+        score = (it.get("scores") or {}).get(objective)
+        improved = score is not None and score > best_score
+        if improved:
+            s.best, best_score = it, score
+        family = (it.get("properties") or {}).get("family")
+        if family and not improved:
+            misses[family] += 1
+        if it["architect"] == "template":
+            s.templates_done |= {it["name"]}
+        else:
+            s.expansions += 1
+            s.stale = 0 if improved else s.stale + 1
+    s.exhausted = tuple(sorted(f for f, n in misses.items() if n >= 2))
+    return s
 
 
 class Orchestrator:
     def __init__(self, cfg: RunConfig, ds: Dataset, run_id: str | None = None,
-                 architect=None, log: Callable[[str], None] = print):
-        self.cfg, self.ds, self.log = cfg, ds, log
-        self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+                 architect=None, monitor=None):
+        if cfg.objective not in OBJECTIVES:
+            raise ValueError(f"objective {cfg.objective}: expected one of {', '.join(OBJECTIVES)}")
+        self.cfg, self.ds = cfg, ds
+        self.event = (monitor or PlainLines(print)).event
+        self.run_id = run_id or new_run_id()
         self.dir = Path(cfg.run_dir) / self.run_id
-        self.repo = ModelRepository(self.dir / "models")
+        self.repo = ModelRepository(self.dir)
         self.ledger = Ledger(self.dir / "ledger.sqlite")
         self.ledger.start_run(self.run_id, asdict(cfg), ds.meta["fingerprint"])
         self.architect = architect or OfflineArchitect(cfg.seed)
         self.backend = runner.resolve_backend(cfg.sandbox)
-        _, self.input_r = baselines.input_baseline(ds)
-        self.tried: set[str] = set()
-        self.state = RunState(self.run_id)
-        test = np.asarray(ds.meta["split"]["test"], dtype=np.intp)
-        self.targets = ds.outputs.copy()
-        self.targets[test] = 0.0  # the sandbox never sees test outputs
-        self.split = {k: ds.meta["split"][k] for k in ("train", "val")}
+        self.evaluator = Evaluator(ds, backend=self.backend, latent_dim=cfg.latent_dim,
+                                   threshold=cfg.threshold,
+                                   train={"seed": cfg.seed, "device": cfg.device, **cfg.train})
+        self.failures = 0
+        self.calls: list[dict] = []
+        self.iterations = self.ledger.iterations(self.run_id)
+        # a killed process may have left the iteration in flight half-committed: redo it
+        self.repo.drop_after(max((it["number"] for it in self.iterations), default=0))
+        self.tried = {a["source_hash"] for it in self.iterations
+                      for a in it.get("attempts") or [] if a.get("source_hash")}
+        best = self.standing.best
+        if best:
+            self.repo.tag_best(best["branch"])
+
+    @property
+    def standing(self) -> Standing:
+        return standing(self.iterations, self.cfg.objective)
+
+    @property
+    def cost(self) -> float:
+        return sum(c["cost_usd"] for c in self.ledger.calls(self.run_id))
 
     # one candidate ---------------------------------------------------------------------
-    def _candidate(self, n: int, proposal: Proposal, architect: str, repair) -> dict:
-        it = {"number": n, "name": proposal.name, "architect": architect,
-              "properties": proposal.properties, "reasoning": proposal.reasoning}
-        attempts = 0
+    def _attempt(self, propose, feedback):
+        """(proposal or None, check, attempt record) of one proposal."""
+        try:
+            proposal = propose(feedback)
+        except ParseError as e:
+            error = {"kind": "parse", "message": str(e)}
+            return None, {"ok": False, "error": error, "reply": e.reply}, {
+                "name": None, "source_hash": None, **error}
+        self.event("activity", what="checking", name=proposal.name)
+        digest = source_hash(proposal.source)
+        if digest in self.tried:
+            check = {"ok": False, "error": {"kind": "duplicate", "message":
+                     "this source (normalised) was tried before: propose something new"}}
+        else:
+            check = self.evaluator.check(proposal.source)
+        self.tried.add(digest)
+        err = check["error"] or {}
+        return proposal, check, {"name": proposal.name, "source_hash": digest,
+                                 "kind": err.get("kind"), "message": err.get("message", "")[:1000]}
+
+    def _candidate(self, n: int, propose, max_repairs: int, architect: str | None = None) -> dict:
+        attempts, feedback = [], None
         while True:
-            digest = source_hash(proposal.source)
-            if digest in self.tried:
-                check = {"ok": False, "error": {"kind": "duplicate", "message":
-                         "this source (normalised) was tried before: propose something new"}}
-            else:
-                out = runner.check(proposal.source, latent_dim=self.cfg.latent_dim,
-                                   backend=self.backend)
-                check = {"ok": out.ok, "error": out.error, "check": out.check,
-                         "isolation": out.isolation}
-            self.tried.add(digest)
-            if check["ok"] or repair is None or attempts >= self.cfg.max_repairs:
+            proposal, check, attempt = self._attempt(propose, feedback)
+            attempts.append(attempt)
+            if check["ok"] or len(attempts) > max_repairs:
                 break
-            attempts += 1
-            feedback = f"{check['error']['kind']}: {check['error']['message']}"
-            self.log(f"  repair {attempts}: {feedback.splitlines()[0]}")
-            proposal = repair(feedback)
-            it.update(name=proposal.name, properties=proposal.properties,
-                      reasoning=proposal.reasoning)
-        it["repairs"] = attempts
+            feedback = f"{attempt['kind']}: {attempt['message']}"
+            self.event("repair", attempt=len(attempts), feedback=feedback)
+        architect = architect or self.architect.name  # after a fallback: the offline one
+        proposal = proposal or Proposal("unparsed-reply", "", {}, "")
+        it = {"number": n, "name": proposal.name, "architect": architect,
+              "properties": proposal.properties, "reasoning": proposal.reasoning,
+              "repairs": len(attempts) - 1, "attempts": attempts}
+        calls = [c for c in self.calls if c.get("model")]  # the calls that were answered
+        meta = {"prompt_hash": calls[-1]["prompt_hash"], "model": calls[-1].get("model"),
+                "input_tokens": sum(c.get("input_tokens", 0) for c in calls),
+                "output_tokens": sum(c.get("output_tokens", 0) for c in calls),
+                "cost_usd": sum(c.get("cost_usd", 0.0) for c in calls)} if calls else {}
         branch = self.repo.branch_name(n, proposal.name)
-        files = {"model.py": proposal.source,
-                 "proposal.json": json.dumps({**{k: it[k] for k in
-                                                 ("name", "architect", "properties", "reasoning")},
-                                              "repairs": attempts}, indent=1),
-                 "check.json": json.dumps(check, indent=1)}
+        files = {"proposal.json": json.dumps({k: it[k] for k in (
+                     "name", "architect", "properties", "reasoning", "repairs", "attempts")}
+                     | meta, indent=1),
+                 "check.json": json.dumps({k: v for k, v in check.items() if k != "reply"},
+                                          indent=1)}
+        if proposal.source:
+            files["model.py"] = proposal.source
+        if check.get("reply"):
+            files["reply.txt"] = check["reply"]
         verdict = "accepted" if check["ok"] else f"rejected ({check['error']['kind']})"
         it.update(branch=branch, commit_sha=self.repo.commit(
             branch, files, f"iteration {n}: {proposal.name} — check {verdict}"))
         if not check["ok"]:
-            it.update(status="refused" if check["error"]["kind"] == "duplicate" else "failed",
-                      failure_kind=check["error"]["kind"],
+            kind = check["error"]["kind"]
+            it.update(status="refused" if kind == "duplicate" else "failed", failure_kind=kind,
                       failure_message=check["error"]["message"][:2000])
             return it
-        out = runner.evaluate(proposal.source, self.ds.inputs, self.targets, self.split,
-                              latent_dim=self.cfg.latent_dim,
-                              train={"seed": self.cfg.seed, **self.cfg.train},
-                              backend=self.backend)
-        record = out.record or {}
-        it["train_hours"] = float(record.get("wall_s", 0.0)) / 3600.0
-        if not out.arrays:
-            err = out.error or {"kind": "runtime", "message": "no arrays"}
-            it.update(status="failed", failure_kind=err["kind"], failure_message=err["message"])
-        else:
-            s = scoring.score(out.arrays["predictions"], out.arrays["latents"], self.ds.outputs,
-                              self.ds.biovars, self.ds.meta, threshold=self.cfg.threshold,
-                              null_latents=out.arrays["null_latents"], input_r=self.input_r)
-            it.update(status="scored", scores=s.to_dict(), recovered=s.recovered,
-                      above_null=s.above_null, beyond_inputs=s.beyond_inputs,
-                      spike_corr=s.spike_corr)
-            if out.error:
-                it.update(failure_kind=out.error["kind"], failure_message=out.error["message"])
+        self.event("activity", what="training", name=proposal.name, backend=self.backend)
+        trained = self.evaluator.train(proposal.source,
+                                       progress=lambda ep: self.event("epoch", **ep))
+        self.event("activity", what="scoring", name=proposal.name)
+        result = self.evaluator.score(trained)
+        it.update({k: v for k, v in result.items() if k not in ("record", "isolation")})
         results = {k: it.get(k) for k in ("status", "scores", "failure_kind", "failure_message")}
-        results.update(record=record, seed=self.cfg.seed,
-                       data_fingerprint=self.ds.meta["fingerprint"])
-        summary = (f"recovered {it.get('recovered')}/160, above null {it.get('above_null')}, "
-                   f"beyond inputs {it.get('beyond_inputs')}") if it["status"] == "scored" \
+        results.update(record=result["record"], isolation=result["isolation"],
+                       data_fingerprint=self.ds.meta["fingerprint"], **self.evaluator.settings())
+        summary = (f"recovered {it['recovered']}/160, above null {it['above_null']}, "
+                   f"beyond inputs {it['beyond_inputs']}") if it["status"] == "scored" \
             else f"failed ({it.get('failure_kind')})"
         it["commit_sha"] = self.repo.commit(branch, {"results.json": json.dumps(results)},
                                             f"iteration {n}: {proposal.name} — {summary}")
         return it
 
-    def _finish(self, it: dict, calls=()) -> bool:
-        """Record the iteration; True when it improved on the best."""
-        self.ledger.record_iteration(self.run_id, it, list(calls))
-        self.state.iterations.append(it)
-        self.state.hours += it.get("train_hours", 0.0)
-        improved = False
-        if it.get("scores"):
-            score = _objective(it["scores"], self.cfg.objective)
-            if self.state.best is None or score > _objective(self.state.best["scores"],
-                                                             self.cfg.objective):
-                self.state.best, improved = it, True
-                self.repo.tag_best(it["branch"])
-        self.log(f"#{it['number']:>3} {it['name']:<44} {it['status']:<8} "
-                 + (f"recovered {it['recovered']}/160 (above null {it['above_null']}, beyond "
-                    f"inputs {it['beyond_inputs']}), spike r {it['spike_corr']:.3f}"
-                    if it.get("scores") else f"{it.get('failure_kind')}"))
-        return improved
+    def _record(self, it: dict) -> None:
+        """The iteration and its architect calls, in one ledger transaction."""
+        self.ledger.record_iteration(self.run_id, it, self.calls)
+        self.calls = []
+        self.iterations = self.ledger.iterations(self.run_id)
+        s = self.standing
+        new_best = s.best is not None and s.best["number"] == it["number"]
+        if new_best:
+            self.repo.tag_best(it["branch"])
+        self.event("recorded", iteration=it, new_best=new_best, best=s.best, hours=s.hours,
+                   expansions=s.expansions, cost=self.cost)
 
-    def _gap(self) -> dict | None:
-        scored = [i["scores"] for i in self.state.iterations if i.get("scores")]
-        return gap.analyse(scored, self.ds.meta["variables"], self.cfg.target) if scored else None
+    # the architect -----------------------------------------------------------------------
+    def _ask(self, brief: Brief) -> Proposal:
+        """A proposal; after ARCHITECT_FAILURES failed calls in a row, the offline one's."""
+        while True:
+            arch = self.architect
+            try:
+                proposal = arch.propose(brief)
+            except ArchitectError as e:
+                self.failures += 1
+                fall_back = self.failures >= ARCHITECT_FAILURES
+                self.event("architect_failure", architect=arch.name, failures=self.failures,
+                           message=str(e), fell_back=fall_back)
+                if fall_back:
+                    self.architect = OfflineArchitect(self.cfg.seed)
+                continue
+            except ParseError:
+                self.failures = 0  # the server answered; the reply goes back as feedback
+                raise
+            finally:
+                self.calls.extend(arch.drain_calls())
+            self.failures = 0
+            return proposal
 
-    def _reached(self) -> bool:
-        b = self.state.best
-        return b is not None and _objective(b["scores"], self.cfg.objective) >= self.cfg.target
+    def _brief(self, k: int) -> Brief:
+        scored = [it for it in self.iterations if it.get("scores")]
+        variables = self.ds.meta["variables"]
+        obj = self.cfg.objective
+        best = sorted(scored, key=lambda it: -it["scores"][obj])[:2]
+        return Brief(
+            iteration=k, history=tuple(self.iterations),
+            gap=gap.analyse([it["scores"] for it in scored], variables, self.cfg.target)
+            if scored else None,
+            patterns=tuple(patterns.mine(self._with_sources(scored), variables)),
+            exhausted=self.standing.exhausted,
+            best_sources=tuple((it["name"], self.repo.read(it["branch"])) for it in best),
+            tried=frozenset(self.tried), objective=obj, threshold=self.cfg.threshold)
+
+    def _with_sources(self, iterations: list[dict]) -> list[dict]:
+        return [{**it, "source": self.repo.read(it["branch"])} for it in iterations]
 
     # the loop ----------------------------------------------------------------------------
+    def _stop(self) -> str | None:
+        s, cfg = self.standing, self.cfg
+        if s.best is not None and s.best["scores"][cfg.objective] >= cfg.target:
+            return "target reached"
+        if s.expansions and s.stale >= cfg.patience:
+            return f"{s.stale} expansions without improvement"
+        if s.expansions >= cfg.max_expansions:
+            return "expansions used"
+        if s.hours > cfg.max_total_hours:
+            return "training-time budget used"
+        if cfg.max_cost is not None and self.cost >= cfg.max_cost:
+            return "cost budget used"
+        return None
+
     def run(self) -> dict:
-        n = 0
-        sources = template_sources()
-        stop = None
-        for tid in self.cfg.templates:
-            n += 1
-            src = sources[tid]
-            props = policy.check(src).properties or {}
-            it = self._candidate(n, Proposal(tid, "template", props, src), "template", None)
-            self._finish(it)
-            if self._reached():
-                stop = "target reached"
-                break
-        stale = 0
-        for k in range(self.cfg.max_expansions if stop is None else 0):
-            if self.state.hours > self.cfg.max_total_hours:
-                stop = "time budget"
-                break
-            n += 1
-            g = self._gap()
-
-            def repair(feedback, k=k, g=g):
-                return self.architect.propose(k, g, self.tried, feedback)
-
-            proposal = self.architect.propose(k, g, self.tried)
-            it = self._candidate(n, proposal, self.architect.name, repair)
-            stale = 0 if self._finish(it) else stale + 1
-            if self._reached():
-                stop = "target reached"
-                break
-            if stale >= self.cfg.patience:
-                stop = f"{stale} expansions without improvement"
-                break
+        try:
+            stop = self._loop()
+        except KeyboardInterrupt:  # resumable like a crash, but said as what it was
+            self.ledger.set_status(self.run_id, "interrupted")
+            raise
         self.ledger.set_status(self.run_id, "finished")
-        best = self.state.best
-        return {"run_id": self.run_id, "stop": stop or "expansions used",
-                "iterations": len(self.state.iterations), "best": best and {
-                    k: best.get(k) for k in ("name", "branch", "recovered", "above_null",
-                                             "beyond_inputs", "spike_corr")},
-                "patterns": patterns.mine(self._history(), self.ds.meta["variables"]),
-                "gap": self._gap()}
+        return self.summary(stop)
 
-    def _history(self) -> list[dict]:
-        out = []
-        for it in self.state.iterations:
-            if it.get("scores"):
-                src = self.repo.read(it["branch"], "model.py")
-                out.append({**it, "source": src})
-        return out
+    def _loop(self) -> str:
+        self.event("start", run_id=self.run_id, dir=str(self.dir), architect=self.architect.name,
+                   backend=self.backend, objective=self.cfg.objective, target=self.cfg.target,
+                   max_expansions=self.cfg.max_expansions)
+        sources = template_sources()
+        todo = [t for t in self.cfg.templates if t not in self.standing.templates_done]
+        if todo:
+            self.event("phase", phase="templates")
+        for tid in todo:
+            if self._stop() == "target reached":
+                break
+            self.event("iteration", number=len(self.iterations) + 1)
+            src = sources[tid]
+            proposal = Proposal(tid, "template", policy.check(src).properties or {}, src)
+            self._record(self._candidate(len(self.iterations) + 1,
+                                         lambda feedback, p=proposal: p, 0, "template"))
+        if self._stop() is None:
+            self.event("phase", phase="expansions")
+        while (stop := self._stop()) is None:
+            self.event("iteration", number=len(self.iterations) + 1)
+            brief = self._brief(self.standing.expansions)
+
+            def propose(feedback, brief=brief):
+                return self._ask(dataclasses.replace(brief, feedback=feedback,
+                                                     tried=frozenset(self.tried)))
+
+            self._record(self._candidate(len(self.iterations) + 1, propose,
+                                         self.cfg.max_repairs))
+        return stop
+
+    def summary(self, stop: str) -> dict:
+        s = self.standing
+        keys = ("number", "name", "architect", "branch", "commit_sha", "status", "recovered",
+                "above_null",
+                "beyond_inputs", "spike_corr", "failure_kind")
+        scored = [it for it in self.iterations if it.get("scores")]
+        return {"run_id": self.run_id, "stop": stop, "iterations": len(self.iterations),
+                "expansions": s.expansions, "hours": s.hours, "cost_usd": self.cost,
+                "best": s.best and {k: s.best.get(k) for k in keys},
+                "history": [{k: it.get(k) for k in keys} for it in self.iterations],
+                "exhausted": list(s.exhausted),
+                "patterns": patterns.mine(self._with_sources(scored), self.ds.meta["variables"])}

@@ -31,6 +31,10 @@ KNOWN_RESULTS = (
 class ParseError(Exception):
     """A reply the loop cannot use; the message is fed back to the architect."""
 
+    def __init__(self, message: str, reply: str = ""):
+        super().__init__(message)
+        self.reply = reply
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -38,6 +42,32 @@ class Proposal:
     reasoning: str
     properties: dict
     source: str
+
+
+@dataclass(frozen=True)
+class Brief:
+    """Everything an architect is told for one proposal; every architect reads the same."""
+
+    iteration: int
+    """Index of the expansion: 0 for the first proposal after the templates."""
+    history: tuple[dict, ...] = ()
+    """Every recorded iteration (ledger rows), in order."""
+    gap: dict | None = None
+    """The gap analysis over the scored iterations (None before the first score)."""
+    patterns: tuple[dict, ...] = ()
+    """DreamCoder patterns mined from the history."""
+    exhausted: tuple[str, ...] = ()
+    """Families that failed to improve twice: not to be proposed again."""
+    best_sources: tuple[tuple[str, str], ...] = ()
+    """(name, source) of the best one or two models so far."""
+    tried: frozenset[str] = frozenset()
+    """Normalised-source hashes of every candidate so far (see agent.dedup)."""
+    feedback: str | None = None
+    """Why the previous attempt of this iteration was rejected (repairs only)."""
+    objective: str = "recovered"
+    """What counts as improvement: recovered, above_null or beyond_inputs."""
+    threshold: float = 0.5
+    """Held-out r that counts as recovered."""
 
 
 def text(name: str) -> str:
@@ -60,24 +90,26 @@ def _row(it: dict) -> str:
             + ", ".join(f"{k} {v}" for k, v in cats.items()))
 
 
-def user_prompt(history: list[dict], gap: dict | None, patterns: list[dict],
-                exhausted: list[str], best_sources: list[tuple[str, str]],
-                feedback: str | None = None) -> str:
-    scored = sorted((h for h in history if h.get("scores")),
-                    key=lambda h: -h["scores"]["recovered"])
-    failed = [h for h in history if not h.get("scores")]
+def user_prompt(brief: Brief) -> str:
+    gap, feedback = brief.gap, brief.feedback
+    scored = sorted((h for h in brief.history if h.get("scores")),
+                    key=lambda h: -(h["scores"].get(brief.objective) or 0))
+    failed = [h for h in brief.history if not h.get("scores")]
     return text("user").format(
+        objective=brief.objective.replace("_", " "),
         best=_row(scored[0]) if scored else "nothing scored yet",
         worked="\n".join(_row(h) for h in scored[:10]) or "nothing yet",
-        failed="\n".join(f"- {h['name']}: {h.get('failure_kind')}: {h.get('failure_message')}"
+        failed="\n".join(f"- {h['name']}: {h.get('failure_kind')}: "
+                         f"{(h.get('failure_message') or '')[:800]}"
                          for h in failed[-10:]) or "nothing yet",
         gap=json.dumps({k: v for k, v in (gap or {}).items() if k != "never_recovered"},
                        indent=1) if gap else "no scored iteration yet",
         patterns="\n".join(f"- [{p['type']}, {p['confidence']:.1f}] {p['description']}"
-                           for p in patterns) or "none yet (they need two scored iterations)",
-        exhausted=", ".join(exhausted) or "none",
+                           for p in brief.patterns)
+        or "none yet (they need two scored iterations)",
+        exhausted=", ".join(brief.exhausted) or "none",
         best_sources="\n\n".join(f"### {name}\n```python\n{src}\n```"
-                                 for name, src in best_sources) or "none yet",
+                                 for name, src in brief.best_sources) or "none yet",
         feedback=f"## Your last attempt was rejected\n{feedback}\n" if feedback else "",
     )
 
@@ -96,7 +128,7 @@ def parse_reply(reply: str) -> Proposal:
             and "class Model" in body]
     if not code:
         raise ParseError("the reply holds no fenced Python block with `class Model`: reply with "
-                         "a JSON header and one ```python block holding the whole file")
+                         "a JSON header and one ```python block holding the whole file", reply)
     source = code[-1].strip() + "\n"
     header = None
     for lang, body in blocks:

@@ -34,6 +34,10 @@ class ModelRepository:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         self.repo = git.Repo.init(self.path, initial_branch="main")
+        # the run's other files live beside the work tree, never in an iteration's commit
+        (self.path / ".git" / "info").mkdir(exist_ok=True)
+        (self.path / ".git" / "info" / "exclude").write_text(
+            "ledger.sqlite*\nexchanges.jsonl\nreport.html\n")
         (self.path / "README.md").write_text(
             "# descartes-agent model repository\n\nOne branch per iteration: "
             "`git log --all --oneline` tells the story; `git show best` is the best model.\n")
@@ -58,6 +62,17 @@ class ModelRepository:
         self.repo.index.add(list(files))
         return self.repo.index.commit(message, author=AUTHOR, committer=AUTHOR).hexsha
 
+    def drop_after(self, number: int) -> list[str]:
+        """Delete the branches of iterations after `number` (left in flight by a killed run)."""
+        lock = self.path / ".git" / "index.lock"
+        if lock.exists():  # a commit cut short by kill -9; no other writer exists
+            lock.unlink()
+        self.repo.git.checkout("main", force=True)
+        dropped = [b for n, b, _ in self.iterations() if n > number]
+        for branch in dropped:
+            self.repo.delete_head(branch, force=True)
+        return dropped
+
     def tag_best(self, branch: str) -> None:
         self.repo.create_tag("best", ref=self.repo.heads[branch].commit, force=True)
 
@@ -74,18 +89,9 @@ class ModelRepository:
         """(branch, commit) named by a branch, a hash or its prefix, or an iteration number."""
         its = self.iterations()
         ref = str(ref).strip()
-        if ref.isdigit() and len(ref) <= 4:
-            hits = [(b, c) for n, b, c in its if n == int(ref)]
-        elif ref in self.repo.heads:
-            hits = [(ref, self.repo.heads[ref].commit.hexsha)] if BRANCH.match(ref) else []
-        elif re.fullmatch(r"[0-9a-f]{4,40}", ref):
-            hits = []
-            for _, branch, _ in its:
-                for c in self.repo.iter_commits(branch):
-                    if c.hexsha.startswith(ref) and c != self.root:
-                        hits.append((branch, c.hexsha))
-        else:
-            hits = []
+        # An iteration number wins over a hash prefix made only of digits; a number that
+        # names no iteration is still tried as a prefix.
+        hits = self._by_number(its, ref) or self._by_branch(ref) or self._by_prefix(its, ref)
         if not hits:
             raise RefError(f"'{ref}' names no iteration (try a branch such as "
                            f"{its[0][1] if its else 'iter/0001-…'}, a commit hash or a number)")
@@ -93,6 +99,24 @@ class ModelRepository:
             raise RefError(f"'{ref}' is ambiguous: it matches {len(hits)} commits; "
                            "give more characters")
         return hits[0]
+
+    @staticmethod
+    def _by_number(its, ref: str) -> list[tuple[str, str]]:
+        if not (ref.isdigit() and len(ref) <= 4):
+            return []
+        return [(b, c) for n, b, c in its if n == int(ref)]
+
+    def _by_branch(self, ref: str) -> list[tuple[str, str]]:
+        if ref in self.repo.heads and BRANCH.match(ref):
+            return [(ref, self.repo.heads[ref].commit.hexsha)]
+        return []
+
+    def _by_prefix(self, its, ref: str) -> list[tuple[str, str]]:
+        if not re.fullmatch(r"[0-9a-f]{4,40}", ref):
+            return []
+        return [(branch, c.hexsha) for _, branch, _ in its
+                for c in self.repo.iter_commits(branch)
+                if c.hexsha.startswith(ref) and c != self.root]
 
     def read(self, ref: str, path: str = "model.py") -> str:
         _, commit = self.resolve(ref)

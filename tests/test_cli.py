@@ -183,9 +183,10 @@ def test_run_quick_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
     code, out, err = run(monkeypatch, capsys, "run", "--preset", "quick", "--sandbox", "process",
                          "--run-dir", str(tmp_path))
     assert code == 0, err
-    assert "stopped:" in out and "best:" in out
+    assert "stopped: expansions used after 5 iterations" in out and "best:" in out
+    assert "report: " in out
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    repo = ModelRepository(run_dir / "models")
+    repo = ModelRepository(run_dir)
     its = repo.iterations()
     assert [n for n, _, _ in its] == [1, 2, 3, 4, 5]  # two templates, three expansions
     assert its[0][1] == "iter/0001-t1" and its[1][1] == "iter/0002-t5"
@@ -197,3 +198,59 @@ def test_run_quick_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
     assert all(r["above_null"] is not None and r["beyond_inputs"] is not None for r in scored)
     sources = {repo.read(str(n)) for n, _, _ in its}
     assert len(sources) == 5  # every candidate different
+    assert "Recovery heatmap" in (run_dir / "report.html").read_text()
+    code, out, _ = run(monkeypatch, capsys, "runs", "--run-dir", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "finished"
+
+    # the iteration browser on the same run
+    code, out, _ = run(monkeypatch, capsys, "log", "--run-dir", str(tmp_path), "--json")
+    assert code == 0 and [r["commit_sha"] for r in json.loads(out)] == [c for _, _, c in its]
+    code, out, _ = run(monkeypatch, capsys, "show", "2", "--run-dir", str(tmp_path))
+    assert code == 0 and "T5 by template" in out and "class Model" in out
+    code, out, _ = run(monkeypatch, capsys, "diff", its[0][1], its[2][2][:10],
+                       "--run-dir", str(tmp_path))
+    assert code == 0 and "+++ b/model.py" in out
+    code, _, err = run(monkeypatch, capsys, "show", "iter/0099-nothing", "--run-dir",
+                       str(tmp_path))
+    assert code == 2 and "names no iteration" in err and "Traceback" not in err
+    code, _, err = run(monkeypatch, capsys, "log", "--run-dir", str(tmp_path / "none"))
+    assert code == 2 and "no runs here" in err
+    # replay retrains the best iteration from its commit hash: the same scores on CPU
+    best = max((r for r in rows if r["status"] == "scored"), key=lambda r: r["recovered"])
+    code, out, err = run(monkeypatch, capsys, "replay", best["commit_sha"][:12], "--run-dir",
+                         str(tmp_path))
+    assert code == 0, out + err
+    assert "identical" in out and f"{best['recovered']}/160" in out
+
+
+def test_run_openai_architect_through_the_cli_stops_at_the_cost_cap(monkeypatch, capsys,
+                                                                     tmp_path):
+    from llm_server import Server
+
+    from agent.offline import OfflineArchitect
+    from agent.prompt import Brief
+    from descartes_core.dataset import SimulationSpec, cached_or_simulated
+
+    data, _ = cached_or_simulated(SimulationSpec(n_trials=12, duration_ms=120, burn_in_ms=100.0))
+    source = OfflineArchitect(5).propose(Brief(0)).source
+    with Server([f"```python\n{source}```"]) as server:
+        code, out, err = run(
+            monkeypatch, capsys, "run", "--data-dir", str(data), "--architect", "openai",
+            "--base-url", server.url + "/v1", "--model", "local-coder", "--price", "1000,1000",
+            "--max-cost", "1", "--templates", "", "--time-budget", "0.002", "--sandbox",
+            "process", "--run-dir", str(tmp_path))
+    assert code == 0, out + err
+    assert "stopped: cost budget used after 1 iterations" in out and "$2.00" in out
+    code, out, _ = run(monkeypatch, capsys, "log", "--run-dir", str(tmp_path), "--json")
+    [row] = json.loads(out)
+    assert row["architect"] == "openai" and row["status"] == "scored"
+
+
+def test_the_anthropic_architect_without_a_key_is_a_usage_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    code, _, err = run(monkeypatch, capsys, "run", "--use-llm", "--preset", "quick",
+                       "--run-dir", str(tmp_path))
+    assert code == 2 and "needs --api-key or ANTHROPIC_API_KEY" in err
+    code, _, err = run(monkeypatch, capsys, "run", "--architect", "gpt", "--run-dir",
+                       str(tmp_path))
+    assert code == 2 and "expected offline, anthropic, openai, replay" in err

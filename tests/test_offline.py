@@ -4,6 +4,7 @@ import pytest
 
 from agent.dedup import source_hash
 from agent.offline import OfflineArchitect
+from agent.prompt import Brief
 from sandbox import policy, runner
 
 NRT_GAP = {"direction": "nrt_state",
@@ -12,9 +13,9 @@ NRT_GAP = {"direction": "nrt_state",
 
 
 def test_same_seed_same_source_and_other_seed_other_source():
-    a = OfflineArchitect(3).propose(1, NRT_GAP, set())
-    b = OfflineArchitect(3).propose(1, NRT_GAP, set())
-    c = OfflineArchitect(4).propose(1, NRT_GAP, set())
+    a = OfflineArchitect(3).propose(Brief(1, gap=NRT_GAP))
+    b = OfflineArchitect(3).propose(Brief(1, gap=NRT_GAP))
+    c = OfflineArchitect(4).propose(Brief(1, gap=NRT_GAP))
     assert a == b
     assert c.source != a.source
 
@@ -23,7 +24,7 @@ def test_twenty_proposals_are_distinct_and_pass_the_policy():
     arch, tried = OfflineArchitect(0), set()
     gaps = [None, NRT_GAP, {"direction": "synaptic"}, {"direction": "tc_gating"}]
     for i in range(20):
-        p = arch.propose(i, gaps[i % 4], tried)
+        p = arch.propose(Brief(i, gap=gaps[i % 4], tried=frozenset(tried)))
         verdict = policy.check(p.source)
         assert verdict.accepted, (p.name, [str(v) for v in verdict.violations])
         assert verdict.properties == p.properties
@@ -34,8 +35,8 @@ def test_twenty_proposals_are_distinct_and_pass_the_policy():
 
 def test_a_tried_source_is_never_proposed_again():
     arch = OfflineArchitect(0)
-    first = arch.propose(5, None, set())
-    again = arch.propose(5, None, {source_hash(first.source)})
+    first = arch.propose(Brief(5))
+    again = arch.propose(Brief(5, tried=frozenset({source_hash(first.source)})))
     assert again.source != first.source
 
 
@@ -48,19 +49,28 @@ def test_a_tried_source_is_never_proposed_again():
 def test_the_gap_steers_the_design(gap, key, allowed):
     arch = OfflineArchitect(1)
     for i in range(6):
-        p = arch.propose(i, gap, set())
+        p = arch.propose(Brief(i, gap=gap))
         assert p.properties[key] in allowed
         assert p.reasoning
 
 
+def test_an_exhausted_family_is_not_proposed():
+    arch = OfflineArchitect(1)
+    first = arch.propose(Brief(0, gap={"direction": "synaptic"}))
+    family = first.properties["family"]
+    for i in range(4):
+        p = arch.propose(Brief(i, gap={"direction": "synaptic"}, exhausted=(family,)))
+        assert p.properties["family"] != family
+
+
 def test_a_timeout_steers_to_the_cheapest_step():
-    p = OfflineArchitect(2).propose(0, None, set(), feedback="timeout: killed after 600 s")
+    p = OfflineArchitect(2).propose(Brief(0, feedback="timeout: killed after 600 s"))
     assert p.properties["solver"] == "euler"
 
 
 @pytest.mark.parametrize("iteration", [1, 3])
 def test_proposals_pass_the_sandboxed_shape_check(iteration):
-    p = OfflineArchitect(0).propose(iteration, NRT_GAP, set())
+    p = OfflineArchitect(0).propose(Brief(iteration, gap=NRT_GAP))
     out = runner.check(p.source, backend="process")
     assert out.ok, out.error
     assert out.check["roundtrip_error"] in (0.0, None) or out.check["roundtrip_error"] < 1e-3

@@ -1,15 +1,24 @@
 """The loop's repair and duplicate paths, driven by a scripted architect."""
 
-import pytest
+import json
 
+import pytest
+from llm_server import Server
+
+from agent import llm
 from agent.offline import OfflineArchitect
-from agent.orchestrator import Orchestrator, RunConfig
-from agent.prompt import Proposal
+from agent.orchestrator import Orchestrator, RunConfig, new_run_id, standing
+from agent.prompt import Brief, Proposal
 from descartes_core import dataset
 from descartes_core.contract import template_sources
 from descartes_core.dataset import SimulationSpec
 
 BAD = "import os\n" + template_sources()["T5"]
+
+
+class Quiet:
+    def event(self, kind, **data):
+        pass
 
 
 class Scripted:
@@ -21,13 +30,16 @@ class Scripted:
         self.feedback = []
         self.offline = OfflineArchitect(0)
 
-    def propose(self, k, gap, tried, feedback=None):
-        if feedback:
-            self.feedback.append(feedback)
-        if k == 0:
-            if feedback is None:
+    def drain_calls(self):
+        return []
+
+    def propose(self, brief):
+        if brief.feedback:
+            self.feedback.append(brief.feedback)
+        if brief.iteration == 0:
+            if brief.feedback is None:
                 return Proposal("bad", "imports os", {}, BAD)
-            return self.offline.propose(0, gap, tried)
+            return self.offline.propose(brief)
         return Proposal("copy", "a copy of T5", {}, template_sources()["T5"])
 
 
@@ -42,7 +54,7 @@ def test_a_rejected_candidate_is_repaired_and_a_duplicate_refused(ds, tmp_path):
     arch = Scripted()
     cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
                     sandbox="process", train={"max_epochs": 1, "verify": False})
-    orch = Orchestrator(cfg, ds, architect=arch, log=lambda m: None)
+    orch = Orchestrator(cfg, ds, architect=arch, monitor=Quiet())
     orch.run()
     rows = orch.ledger.iterations(orch.run_id)
     assert [r["status"] for r in rows] == ["scored", "scored", "refused"]
@@ -50,3 +62,107 @@ def test_a_rejected_candidate_is_repaired_and_a_duplicate_refused(ds, tmp_path):
     assert rows[2]["failure_kind"] == "duplicate"
     assert all("tried before" in f for f in arch.feedback[1:])
     assert orch.repo.read("3", "check.json").count("duplicate") == 1
+
+
+def _reply(seed: int) -> str:
+    p = OfflineArchitect(seed).propose(Brief(0))
+    header = json.dumps({"name": f"llm-{seed}", "reasoning": p.reasoning,
+                         "properties": p.properties})
+    return f"Here it is.\n```json\n{header}\n```\n```python\n{p.source}```\n"
+
+
+def _llm_run(ds, tmp_path, name, llm_cfg, replay_from=None):
+    run_id = new_run_id()
+    arch = llm.build(name, llm_cfg, tmp_path / run_id, replay_from=replay_from)
+    cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
+                    sandbox="process", architect=name, train={"max_epochs": 1, "verify": False})
+    orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=Quiet())
+    orch.run()
+    return orch
+
+
+def test_an_llm_run_is_repaired_metered_recorded_and_replayed_byte_for_byte(ds, tmp_path):
+    seeds = iter(range(11, 20))
+    script = ["An LSTM would do.", lambda body: _reply(next(seeds))]
+    with Server(script) as server:
+        orch = _llm_run(ds, tmp_path, "anthropic", llm.LLMConfig(
+            "anthropic", api_key="k", base_url=server.url, timeout_s=5.0))
+    rows = orch.ledger.iterations(orch.run_id)
+    assert [(r["architect"], r["status"]) for r in rows] == [
+        ("template", "scored"), ("anthropic", "scored"), ("anthropic", "scored")]
+    assert rows[1]["repairs"] == 1 and rows[1]["attempts"][0]["kind"] == "parse"
+    assert "class Model" in server.requests[1]["body"]["messages"][0]["content"]  # feedback
+    calls = orch.ledger.calls(orch.run_id)
+    assert [c["iteration"] for c in calls] == [2, 2, 3]
+    assert all(c["input_tokens"] == 1200 and c["cost_usd"] > 0 for c in calls)
+    meta = json.loads(orch.repo.read("2", "proposal.json"))
+    assert meta["architect"] == "anthropic" and meta["output_tokens"] == 1600
+    assert meta["prompt_hash"] == calls[1]["prompt_hash"]
+    # replay: the same prompts, answered from the recording, give the same run
+    again = _llm_run(ds, tmp_path, "replay", None, replay_from=orch.dir)
+    replayed = again.ledger.iterations(again.run_id)
+    for a, b in zip(rows, replayed, strict=True):
+        assert again.repo.read(b["branch"]) == orch.repo.read(a["branch"])
+        assert b["scores"]["correlations"] == a["scores"]["correlations"]
+    assert [c["prompt_hash"] for c in again.ledger.calls(again.run_id)] == [
+        c["prompt_hash"] for c in calls]
+
+
+def test_three_architect_failures_fall_back_to_the_offline_architect(ds, tmp_path):
+    with Server([("status", 500)]) as server:
+        run_id = new_run_id()
+        arch = llm.build("anthropic", llm.LLMConfig("anthropic", api_key="k",
+                                                    base_url=server.url, max_retries=0),
+                         tmp_path / run_id)
+        cfg = RunConfig(run_dir=str(tmp_path), templates=(), max_expansions=1,
+                        sandbox="process", train={"max_epochs": 1, "verify": False})
+        orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=Quiet())
+        orch.run()
+    [row] = orch.ledger.iterations(run_id)
+    assert row["architect"] == "offline" and row["status"] == "scored"
+    calls = orch.ledger.calls(run_id)
+    assert len(calls) == 3 and all("500" in c["error"] for c in calls)
+    assert len(server.requests) == 3
+
+
+def _it(n, architect, family, recovered, above_null):
+    return {"number": n, "name": f"m{n}", "architect": architect, "train_hours": 0.5,
+            "properties": {"family": family},
+            "scores": {"recovered": recovered, "above_null": above_null, "beyond_inputs": 0}}
+
+
+def test_standing_follows_the_objective_and_marks_exhausted_families():
+    its = [_it(1, "template", "ltc", 50, 1), _it(2, "x", "ltc", 60, 0),
+           _it(3, "x", "gru", 40, 9), _it(4, "x", "ltc", 45, 2)]
+    by_count = standing(its, "recovered")
+    assert by_count.best["number"] == 2 and by_count.stale == 2
+    assert by_count.exhausted == ()  # ltc failed to improve once (4), gru once (3)
+    by_null = standing(its, "above_null")
+    assert by_null.best["number"] == 3 and by_null.stale == 1
+    assert by_null.exhausted == ("ltc",)  # 2 and 4 did not improve above null
+    assert by_count.hours == 2.0 and by_count.expansions == 3
+    assert by_count.templates_done == {"m1"}
+
+
+class Interrupting:
+    """Ctrl-C as soon as the first candidate starts training."""
+
+    def event(self, kind, **data):
+        if kind == "activity" and data["what"] == "training":
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_it_resumes(ds, tmp_path):
+    from agent import runs
+
+    cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=0,
+                    sandbox="process", train={"max_epochs": 1, "verify": False})
+    orch = Orchestrator(cfg, ds, monitor=Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        orch.run()
+    run = runs.open_run(tmp_path)
+    assert run.state() == "interrupted" and not run.ledger.iterations(run.id)
+    again = Orchestrator(cfg, ds, run_id=run.id, monitor=Quiet())
+    summary = again.run()
+    assert summary["iterations"] == 1 and summary["stop"] == "expansions used"
+    assert run.state() == "finished" and [n for n, _, _ in run.repo.iterations()] == [1]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.prompt import ParseError, parse_reply, prompt_hash, system_prompt, user_prompt
+from agent.prompt import Brief, ParseError, parse_reply, prompt_hash, system_prompt, user_prompt
 from descartes_core.contract import template_sources
 from sandbox.policy import DEFAULT_IMPORTS
 
@@ -23,11 +23,14 @@ def test_user_prompt_carries_history_gap_patterns_and_feedback():
                          "spike_corr": 0.6, "by_category": {"tc_gating": 50}}}
     failed = {"name": "bad", "properties": {}, "failure_kind": "policy",
               "failure_message": "line 1, col 0: import of 'os' is not allowed"}
-    u = user_prompt([scored, failed], {"remaining_gap": 25.0, "direction": "nrt_state"},
-                    [{"type": "near_miss", "confidence": 0.8, "description": "5 near"}],
-                    ["ltc"], [("T5", "class Model: ...")], feedback="shape: y is (4, 200, 3)")
+    u = user_prompt(Brief(
+        3, history=(scored, failed), gap={"remaining_gap": 25.0, "direction": "nrt_state"},
+        patterns=({"type": "near_miss", "confidence": 0.8, "description": "5 near"},),
+        exhausted=("ltc",), best_sources=(("T5", "class Model: ..."),),
+        feedback="shape: y is (4, 200, 3)", objective="above_null"))
     for words in ("recovered 90/160, above null 4", "import of 'os'", "nrt_state", "5 near",
-                  "ltc", "```python\nclass Model: ...", "y is (4, 200, 3)"):
+                  "ltc", "```python\nclass Model: ...", "y is (4, 200, 3)",
+                  "measured by above null"):
         assert words in u
 
 

@@ -61,3 +61,39 @@ def test_reopening_keeps_history(repo):
 def test_slugs_are_safe_branch_names():
     assert slugify("Sparse NODE + shooting!") == "sparse-node-shooting"
     assert slugify("???") == "model"
+
+
+def test_a_prefix_shared_by_two_commits_is_ambiguous(repo):
+    seen = {}
+    for k in range(3000):  # a 4-hex collision comes after ~320 commits on average
+        sha = repo.commit("iter/0001-ltc-cell", {"model.py": f"a = {k}\n"}, f"edit {k}")
+        if sha[:4] in seen:
+            break
+        seen[sha[:4]] = sha
+    else:
+        pytest.fail("no shared 4-character prefix in 3000 commits")
+    with pytest.raises(RefError, match="is ambiguous: it matches 2 commits"):
+        repo.resolve(sha[:4])
+    assert repo.resolve(sha[:12])[1] == sha
+
+
+def test_a_hash_prefix_of_digits_only_is_not_taken_for_an_iteration_number(repo):
+    # CI once failed when the shared prefix above happened to be "3863".
+    prefixes = {}
+    for k in range(200):  # about one hash in seven starts with four digits
+        sha = repo.commit("iter/0001-ltc-cell", {"model.py": f"a = {k}\n"}, f"edit {k}")
+        prefixes.setdefault(sha[:4], []).append(sha)
+        if sha[:4].isdigit() and len(prefixes[sha[:4]]) == 1:
+            break
+    else:
+        pytest.fail("no hash starting with four digits in 200 commits")
+    assert repo.resolve(sha[:4]) == ("iter/0001-ltc-cell", sha)
+    assert repo.resolve("0001")[0] == "iter/0001-ltc-cell"
+
+
+def test_dropping_the_iterations_after_a_number(repo):
+    (repo.path / ".git" / "index.lock").write_text("")  # left by a kill -9 mid-commit
+    assert repo.drop_after(1) == ["iter/0002-gru-ode-midpoint"]
+    assert [n for n, _, _ in repo.iterations()] == [1]
+    repo.commit(repo.branch_name(2, "again"), {"model.py": "b = 1\n"}, "redone")
+    assert repo.read("2") == "b = 1\n"

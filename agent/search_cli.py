@@ -1,0 +1,201 @@
+"""The search command: `run`, a new run or a resumed one, and its final summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.browse_cli import RunDir, iteration_table
+from agent.console import UsageError, dataset_at, dataset_by_fingerprint, out, say
+from descartes_core.dataset import Dataset, SimulationSpec
+
+QUICK_DATA = SimulationSpec(n_trials=24, duration_ms=300, burn_in_ms=300.0)
+QUICK_TRAIN = {"max_epochs": 3, "time_budget_h": 0.02, "batch_size": 8, "verify_steps": 40,
+               "verify_window": 50}
+ARCHITECTS = ("offline", "anthropic", "openai", "replay")
+
+
+def _price(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--price {text}: expected INPUT,OUTPUT dollars per million tokens, "
+                         "e.g. 3,15") from None
+    return a, b
+
+
+def run(
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="A data directory (default: the default simulated dataset, "
+        "simulated once and cached).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="'quick': tiny data, templates T1 and T5, 3 expansions, short training — "
+        "a few minutes on 2 CPU cores.")] = None,
+    architect: Annotated[str, typer.Option(
+        help="Proposal source of phase 2: offline (built in, no network), anthropic, openai "
+        "(any OpenAI-compatible server: vLLM, Ollama, llama.cpp) or replay.")] = "offline",
+    use_llm: Annotated[bool, typer.Option(
+        "--use-llm", help="Shorthand for --architect anthropic.")] = False,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", help="The LLM's key (default: ANTHROPIC_API_KEY or OPENAI_API_KEY).",
+        show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        help="The LLM's model (default: claude-sonnet-5-5 for anthropic).")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="The LLM server's address, e.g. http://node7:8000/v1.")] = None,
+    price: Annotated[str | None, typer.Option(
+        help="INPUT,OUTPUT dollars per million tokens (default: list prices of Claude "
+        "models, 0 for others).")] = None,
+    replay_from: Annotated[Path | None, typer.Option(
+        "--replay-from", help="With --architect replay: the run folder whose recorded "
+        "exchanges answer the prompts.")] = None,
+    max_expansions: Annotated[int, typer.Option(
+        "--max-llm-expansions", min=0, help="Architect proposals after the templates.")] = 10,
+    time_budget: Annotated[float, typer.Option(
+        "--time-budget", min=0.0, help="Training hours per architecture.")] = 2.0,
+    target: Annotated[int, typer.Option(
+        "--target-recovery", min=1, max=160, help="Stop when the objective reaches this.")] = 120,
+    objective: Annotated[str, typer.Option(
+        help="What counts as improvement: recovered, above-null or beyond-inputs.")
+    ] = "recovered",
+    max_total_hours: Annotated[float, typer.Option(
+        "--max-total-hours", min=0.0, help="Stop after this much training, all told.")] = 48.0,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0.0, help="Stop when architect calls have cost this many dollars.")
+    ] = None,
+    max_repairs: Annotated[int, typer.Option(
+        "--max-repairs", min=0, help="Repairs of a rejected candidate by its architect.")] = 2,
+    templates: Annotated[str, typer.Option(
+        help="Comma-separated templates of phase 1 ('' for none).")
+    ] = "T0,T1,T2,T3,T4,T5,T6,T7,T8",
+    sandbox: Annotated[str, typer.Option(help="auto, docker or process.")] = "auto",
+    device: Annotated[str, typer.Option(
+        help="Training device: auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of training and of the architect.")] = 0,
+    run_dir: RunDir = Path("generated_models"),
+    resume: Annotated[str | None, typer.Option(
+        "--resume", help="Continue this run (after a crash or kill) with its own settings: "
+        "finished iterations are kept, the one in flight is redone.")] = None,
+) -> None:
+    """Run the search: templates, then architect expansions, each on its own git branch.
+
+    Every candidate is checked statically and in the sandbox, trained in the sandbox and
+    scored on held-out trials beside its controls (untrained null, input baseline).
+    """
+    from agent import runs
+    from agent.orchestrator import RunConfig, new_run_id
+
+    if resume is not None:
+        r = runs.open_run(run_dir, resume)
+        if r.state() == "running":
+            raise UsageError(f"run {r.id} is still running (pid {r.row()['pid']})")
+        row = r.row()
+        cfg = RunConfig.from_dict({**row["config"], "run_dir": str(run_dir)})
+        api_key = _api_key(cfg.architect, api_key)
+        ds = dataset_by_fingerprint(cfg.data_dir, row["data_fingerprint"])
+        run_id = r.id
+        say(f"resuming run {run_id}: {len(r.ledger.iterations(run_id))} iterations kept")
+    else:
+        if use_llm:
+            architect = "anthropic"
+        if architect not in ARCHITECTS:
+            raise UsageError(f"--architect {architect}: expected {', '.join(ARCHITECTS)}")
+        api_key = _api_key(architect, api_key)
+        if preset not in (None, "quick"):
+            raise UsageError(f"--preset {preset}: expected quick")
+        if sandbox not in ("auto", "docker", "process"):
+            raise UsageError(f"--sandbox {sandbox}: expected auto, docker or process")
+        if objective.replace("-", "_") not in ("recovered", "above_null", "beyond_inputs"):
+            raise UsageError(f"--objective {objective}: expected recovered, above-null or "
+                             "beyond-inputs")
+        if architect == "replay" and (replay_from is None or not replay_from.is_dir()):
+            raise UsageError("--architect replay needs --replay-from RUN_FOLDER (a run's "
+                             "folder holding exchanges.jsonl)")
+        chosen = tuple(t.strip().upper() for t in templates.split(",") if t.strip())
+        unknown = sorted(set(chosen) - set(_template_ids()))
+        if unknown:
+            raise UsageError(f"--templates: unknown {', '.join(unknown)} (T0 … T8)")
+        train = {"time_budget_h": time_budget}
+        spec = None
+        if preset == "quick":
+            spec, chosen, train = QUICK_DATA, ("T1", "T5"), QUICK_TRAIN
+            max_expansions = min(max_expansions, 3)
+        ds, path = dataset_at(data_dir, spec)
+        cfg = RunConfig(run_dir=str(run_dir), data_dir=str(path), templates=chosen,
+                        architect=architect, model=model, base_url=base_url,
+                        price=_price(price), replay_from=replay_from and str(replay_from),
+                        max_expansions=max_expansions, target=target,
+                        objective=objective.replace("-", "_"), max_total_hours=max_total_hours,
+                        max_cost=max_cost, max_repairs=max_repairs, sandbox=sandbox,
+                        device=device, seed=seed, train=train)
+        run_id = new_run_id()
+    _search(cfg, ds, run_id, api_key)
+
+
+def _api_key(architect: str, api_key: str | None) -> str | None:
+    if architect not in ("anthropic", "openai"):
+        return None
+    env = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}[architect]
+    api_key = api_key or os.environ.get(env)
+    if architect == "anthropic" and not api_key:
+        raise UsageError(f"the anthropic architect needs --api-key or {env} (or use the "
+                         "offline architect, the default)")
+    return api_key
+
+
+def _search(cfg, ds: Dataset, run_id: str, api_key: str | None) -> None:
+    from agent import live, llm, report, runs
+    from agent.orchestrator import Orchestrator
+    from sandbox.runner import SandboxError
+
+    run_path = Path(cfg.run_dir) / run_id
+    say("preparing: the input baseline (Volterra–Laguerre; fitted once per dataset, then "
+        "cached) and the sandbox")
+    try:
+        arch = llm.build(cfg.architect, llm.LLMConfig(
+            cfg.architect, model=cfg.model, api_key=api_key, base_url=cfg.base_url,
+            price=cfg.price and tuple(cfg.price)) if cfg.architect in ("anthropic", "openai")
+            else None, run_path, cfg.seed, cfg.replay_from and Path(cfg.replay_from))
+        view = live.monitor(out, say)
+        orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=view)
+    except (SandboxError, llm.ArchitectError) as e:
+        raise UsageError(str(e)) from None
+    with view:
+        summary = orch.run()
+    _final_summary(summary, orch)
+    say(f"report: {report.write(runs.Run(run_id, orch.dir))}")
+
+
+def _final_summary(s: dict, orch) -> None:
+    out.rule("search finished")
+    say(f"stopped: {s['stop']} after {s['iterations']} iterations ({s['expansions']} "
+         f"expansions), {s['hours']:.2f} h of training, architect cost ${s['cost_usd']:.2f}")
+    best = s["best"]
+    if best:
+        say(f"best: {best['name']} ({best['branch']}): recovered {best['recovered']}/160 "
+             f"(above null {best['above_null']}, beyond inputs {best['beyond_inputs']}), "
+             f"spike r {best['spike_corr']:.3f}")
+    else:
+        say("best: nothing was scored")
+    out.print(iteration_table(s["history"], "history"))
+    if s["exhausted"]:
+        say("exhausted families: " + ", ".join(s["exhausted"]))
+    for p in s["patterns"][:8]:
+        say(f"  pattern [{p['type']}] {p['description']}")
+    say(f"browse: descartes-agent log --run-dir {orch.cfg.run_dir} --run {orch.run_id}   "
+         f"(or git -C {orch.dir} log --all --oneline)")
+
+
+def _template_ids() -> list[str]:
+    from descartes_core.contract import template_sources
+
+    return list(template_sources())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)

@@ -1,0 +1,61 @@
+"""`run --resume` after kill -9 in the middle of an iteration: every finished iteration is
+kept as it was, the one in flight is redone, templates are not re-added."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from agent import runs
+
+CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+
+
+def _wait_for(predicate, proc, timeout=300.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended early: {proc.stdout.read()}")
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for the run")
+
+
+def test_resume_after_kill_keeps_finished_iterations_and_redoes_the_one_in_flight(tmp_path):
+    args = ["run", "--preset", "quick", "--sandbox", "process", "--run-dir", str(tmp_path)]
+    proc = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+    def third_in_flight():
+        found = runs.runs(tmp_path)
+        if not found or len(found[0].ledger.iterations(found[0].id)) < 2:
+            return False
+        return any(n == 3 for n, _, _ in found[0].repo.iterations())
+
+    try:
+        _wait_for(third_in_flight, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (r,) = runs.runs(tmp_path)
+    kept = r.ledger.iterations(r.id)
+    assert [row["number"] for row in kept] == [1, 2]
+    assert r.state() == "crashed"
+
+    done = subprocess.run([*CLI, "run", "--resume", r.id, "--run-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming run" in done.stdout and "search finished" in done.stdout
+    r = runs.open_run(tmp_path, r.id)
+    rows = r.ledger.iterations(r.id)
+    assert [row["number"] for row in rows] == [1, 2, 3, 4, 5]
+    for before, after in zip(kept, rows, strict=False):
+        assert (before["commit_sha"], before["created"]) == (after["commit_sha"],
+                                                             after["created"])
+    assert [row["architect"] for row in rows].count("template") == 2
+    assert [row["commit_sha"] for row in rows] == [c for _, _, c in r.repo.iterations()]
+    # the redone iteration's branch holds one check commit and one results commit
+    assert len(list(r.repo.repo.iter_commits(rows[2]["branch"]))) == 3
+    assert r.state() == "finished"
