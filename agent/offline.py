@@ -12,6 +12,9 @@ solver — with sizes and time-constant ranges. The gap analysis steers the draw
   constants up to 2 s;
 - a missed timescale class widens the time-constant range toward it.
 
+The DreamCoder patterns then narrow the draw: a property value that helps the
+category missed most is kept, one that hurts it is left out.
+
 Same seed and history give the same source; a source whose normalised hash was
 tried before is never proposed.
 """
@@ -37,6 +40,16 @@ CELLS = {
 COUPLINGS = ("additive", "multiplicative", "gated", "concatenated", "controlled")
 STRUCTURES = ("unconstrained", "hierarchical", "sparse", "biophysical")
 SOLVERS = ("euler", "midpoint", "rk4")
+STRATEGIES = ("direct", "segmented")
+# The model's declared properties each name one axis of the design; a value outside
+# this architect's options (a template's dopri5, say) steers nothing.
+AXES = {"solver": ("solver", {v: v for v in SOLVERS}),
+        "input_coupling": ("coupling", {v: v for v in COUPLINGS}),
+        "latent_structure": ("structure", {v: v for v in STRUCTURES}),
+        "gradient_strategy": ("strategy", {v: v for v in STRATEGIES}),
+        "time_handling": ("cell", {handling: cell for cell, (handling, _) in CELLS.items()})}
+OPTIONS = {"solver": SOLVERS, "coupling": COUPLINGS, "structure": STRUCTURES,
+           "strategy": STRATEGIES, "cell": tuple(CELLS)}
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ class Design:
         return f"{self.structure}-{self.cell}-{self.coupling}-{self.solver}"
 
 
-def _steer(rng: random.Random, gap: dict | None) -> tuple[dict, list[str]]:
+def _steer(gap: dict | None, patterns=()) -> tuple[dict, list[str]]:
     """Biases of the draw from the gap analysis, and why."""
     bias: dict = {}
     why: list[str] = []
@@ -83,7 +96,30 @@ def _steer(rng: random.Random, gap: dict | None) -> tuple[dict, list[str]]:
     elif rates and min(rates, key=rates.get) == "slow":
         bias.setdefault("tau_hi", 2000.0)
         why.append("slow variables are recovered least: time constants up to 2 s")
+    _narrow(bias, why, direction, patterns)
     return bias, why
+
+
+def _narrow(bias: dict, why: list[str], category, patterns) -> None:
+    """Keep what the patterns say helps `category`, drop what they say hurts it.
+
+    The strongest effect is applied first; a later one only narrows what is left.
+    """
+    relevant = [p for p in patterns if p.get("type") == "property_correlation"
+                and p["evidence"].get("category") == category]
+    for p in sorted(relevant, key=lambda p: -abs(p["evidence"]["with"] - p["evidence"]["without"])):
+        ev = p["evidence"]
+        axis, values = AXES.get(ev.get("property"), (None, {}))
+        value = values.get(ev.get("value"))
+        if value is None:
+            continue
+        options = bias.get(axis) or list(OPTIONS[axis])
+        if ev["with"] > ev["without"] and value in options and len(options) > 1:
+            bias[axis] = [value]
+            why.append(f"pattern: {p['description']}, so {axis} {value}")
+        elif ev["with"] < ev["without"] and value in options and len(options) > 1:
+            bias[axis] = [o for o in options if o != value]
+            why.append(f"pattern: {p['description']}, so no {value} {axis}")
 
 
 def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
@@ -94,7 +130,7 @@ def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
     structure = pick("structure", STRUCTURES)
     return Design(
         cell=cell, coupling=pick("coupling", COUPLINGS), structure=structure,
-        solver=pick("solver", SOLVERS), strategy=rng.choice(["direct", "segmented"]),
+        solver=pick("solver", SOLVERS), strategy=pick("strategy", STRATEGIES),
         tau_lo=bias.get("tau_lo", rng.choice([1.0, 2.0])),
         tau_hi=bias.get("tau_hi", rng.choice([300.0, 1000.0])),
         second_fraction=rng.choice([0.25, 0.5]),
@@ -243,7 +279,7 @@ class OfflineArchitect:
 
     def propose(self, brief: Brief) -> Proposal:
         rng = random.Random(f"{self.seed}:{brief.iteration}")
-        bias, why = _steer(rng, brief.gap)
+        bias, why = _steer(brief.gap, brief.patterns)
         feedback = brief.feedback or ""
         if any(k in feedback for k in ("timeout", "nan", "diverged")):
             bias["solver"] = ["euler"]

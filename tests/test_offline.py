@@ -5,6 +5,7 @@ import pytest
 from agent.dedup import source_hash
 from agent.offline import OfflineArchitect
 from agent.prompt import Brief
+from descartes_core.patterns import mine
 from sandbox import policy, runner
 
 NRT_GAP = {"direction": "nrt_state",
@@ -52,6 +53,50 @@ def test_the_gap_steers_the_design(gap, key, allowed):
         p = arch.propose(Brief(i, gap=gap))
         assert p.properties[key] in allowed
         assert p.reasoning
+
+
+def _patterns(a: dict, b: dict) -> tuple[dict, ...]:
+    """Mined from two scored iterations: `a` recovers both nRt variables, `b` none."""
+    variables = [{"name": f"v{j}", "category": cat, "timescale": "fast"}
+                 for j, cat in enumerate(["nrt_state", "nrt_state", "synaptic", "synaptic"])]
+    its = [{"name": "a", "properties": a, "scores": {"recovered_vector": [1, 1, 0, 0],
+                                                     "correlations": [0.9, 0.9, 0.1, 0.1]}},
+           {"name": "b", "properties": b, "scores": {"recovered_vector": [0, 0, 0, 0],
+                                                     "correlations": [0.1, 0.1, 0.1, 0.1]}}]
+    return tuple(mine(its, variables))
+
+
+def test_a_property_that_helps_the_missed_category_is_kept():
+    patterns = _patterns({"solver": "midpoint"}, {"solver": "euler"})
+    arch = OfflineArchitect(1)
+    for i in range(6):
+        p = arch.propose(Brief(i, gap=NRT_GAP, patterns=patterns))
+        assert p.properties["solver"] == "midpoint"
+        assert "pattern: solver=midpoint helps nrt_state" in p.reasoning
+
+
+def test_a_property_that_hurts_the_missed_category_is_left_out():
+    patterns = tuple(p for p in _patterns({"input_coupling": "additive"},
+                                          {"input_coupling": "gated"})
+                     if "hurts" in p["description"])
+    assert patterns
+    arch = OfflineArchitect(1)
+    for i in range(8):
+        p = arch.propose(Brief(i, gap=NRT_GAP, patterns=patterns))
+        assert p.properties["input_coupling"] != "gated"
+        assert "so no gated coupling" in p.reasoning
+
+
+def test_a_foreign_value_or_another_category_steers_nothing():
+    def run(gap, patterns=()):
+        return [OfflineArchitect(1).propose(Brief(i, gap=gap, patterns=patterns))
+                for i in range(3)]
+
+    mined = _patterns({"solver": "dopri5"}, {"solver": "euler"})
+    dopri5 = tuple(p for p in mined if "dopri5" in p["description"])
+    assert dopri5 and run(NRT_GAP, dopri5) == run(NRT_GAP)  # not among this architect's solvers
+    synaptic = {"direction": "synaptic"}
+    assert run(synaptic, mined) == run(synaptic)  # the patterns are about nRt state
 
 
 def test_an_exhausted_family_is_not_proposed():
