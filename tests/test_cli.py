@@ -2,6 +2,7 @@
 every loader fault is one line on stderr naming the file, exit code 2, nothing written."""
 
 import json
+import re
 import shutil
 import sys
 
@@ -183,7 +184,9 @@ def test_run_quick_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
     code, out, err = run(monkeypatch, capsys, "run", "--preset", "quick", "--sandbox", "process",
                          "--run-dir", str(tmp_path))
     assert code == 0, err
-    assert "stopped: expansions used after 5 iterations" in out and "best:" in out
+    # Three expansions is both the quick preset's limit and the patience: either may say it.
+    assert re.search(r"stopped: (expansions used|3 expansions without improvement) after 5 "
+                     "iterations", out) and "best:" in out
     assert "report: " in out
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     repo = ModelRepository(run_dir)
