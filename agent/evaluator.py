@@ -9,8 +9,6 @@ same evaluator, so a replayed score is computed exactly as the recorded one.
 
 from __future__ import annotations
 
-import numpy as np
-
 from descartes_core import baselines, scoring
 from descartes_core.dataset import Dataset
 from sandbox import runner
@@ -22,9 +20,7 @@ class Evaluator:
         self.ds, self.backend, self.latent_dim = ds, backend, latent_dim
         self.threshold, self.train_config = threshold, dict(train or {})
         _, self.input_r = baselines.input_baseline(ds)
-        test = np.asarray(ds.meta["split"]["test"], dtype=np.intp)
-        self.targets = ds.outputs.copy()
-        self.targets[test] = 0.0  # the sandbox never sees test outputs
+        self.targets = ds.training_outputs()  # the sandbox never sees test outputs
         self.split = {k: ds.meta["split"][k] for k in ("train", "val")}
 
     def settings(self) -> dict:

@@ -182,9 +182,7 @@ def run(
     t0_src = template_sources()["T0"]
     trained = [("lstm", LSTMBaseline, "direct", None),
                ("plain_node", load_candidate(t0_src)[1], "adjoint", t0_src)]
-    test = np.asarray(ds.meta["split"]["test"], dtype=np.intp)
-    targets = ds.outputs.copy()
-    targets[test] = 0.0  # training never sees the test outputs
+    targets = ds.training_outputs()
     for name, model_cls, strategy, src in trained:
         cb = None if progress is None else (lambda *a, n=name: progress(n, *a))
         ev = evaluate(model_cls, ds.inputs, targets, ds.meta["split"], strategy, cfg,

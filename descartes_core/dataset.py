@@ -81,6 +81,12 @@ class Dataset:
         """Trial indices of 'train', 'val' or 'test'."""
         return np.asarray(self.meta["split"][name], dtype=np.intp)
 
+    def training_outputs(self) -> np.ndarray:
+        """The outputs with the test trials' zeroed: all that training may see."""
+        out = self.outputs.copy()
+        out[self.split("test")] = 0.0
+        return out
+
 
 def rate_from_spikes(spikes: np.ndarray, tau_ms: float = OUTPUT_TAU_MS) -> np.ndarray:
     """Causal exponential rate (Hz) of (..., T, cells) counts per 1-ms bin."""

@@ -309,6 +309,11 @@ def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig,
     return passed, corr, msg
 
 
+def failure_kind(e: BaseException) -> str:
+    """oom for an allocation failure (CUDA's or the CPU allocator's), else runtime."""
+    return "oom" if "out of memory" in str(e) or "allocate memory" in str(e) else "runtime"
+
+
 def evaluate(
     model_cls,
     inputs: np.ndarray,
@@ -398,7 +403,7 @@ def evaluate(
     except torch.cuda.OutOfMemoryError as e:
         record.failure, record.failure_message = "oom", str(e).splitlines()[0]
     except Exception as e:  # candidate code can raise anything; it is a result, not a crash
-        kind = "oom" if "out of memory" in str(e) else "runtime"
+        kind = failure_kind(e)
         first = (str(e).splitlines() or [""])[0][:500]
         record.failure, record.failure_message = kind, f"{type(e).__name__}: {first}"
     if record.failure:

@@ -27,7 +27,7 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException, ImageNotFound
 
-from sandbox.process import Limits
+from sandbox.process import Limits, has_gpu, pid_alive
 
 LABEL = "descartes-sandbox"
 SUITE = "bookworm"
@@ -88,20 +88,10 @@ def build_image(c, log=print) -> str:
 OWNER = f"{LABEL}.owner"
 
 
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale(c) -> None:
     """Containers left by a killed orchestrator, found by label; never a live one's."""
     for old in c.containers.list(all=True, filters={"label": LABEL}):
-        if not _alive(old.labels.get(OWNER, "")):
+        if not pid_alive(old.labels.get(OWNER, "")):
             old.remove(force=True)
 
 
@@ -132,7 +122,7 @@ def run(c, job: Path, out: Path, lim: Limits, token: str,
         ulimits=[docker.types.Ulimit(name="fsize", soft=lim.file_mb * mb, hard=lim.file_mb * mb),
                  docker.types.Ulimit(name="core", soft=0, hard=0)],
         device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        if shutil.which("nvidia-smi") else None,
+        if has_gpu() else None,
     )
     timed_out = False
     try:

@@ -53,6 +53,24 @@ class Limits:
     reserves far more virtual memory than it uses); docker's memory cgroup still applies."""
 
 
+def has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+def pid_alive(pid) -> bool:
+    """Whether `pid` (int or digits) runs on this host; a zombie has exited, so no."""
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{int(pid)}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return True
+
+
 def _probe(cmd: list[str]) -> bool:
     try:
         return subprocess.run([*cmd, "true"], capture_output=True, timeout=10).returncode == 0

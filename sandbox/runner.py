@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -34,7 +33,7 @@ def evaluate_limits(time_budget_h: float, device: str = "auto") -> Limits:
     full datasets (the default one needs about 6 GiB of address space) but stays well
     inside the host's RAM."""
     ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
-    cuda = device != "cpu" and shutil.which("nvidia-smi") is not None
+    cuda = device != "cpu" and process.has_gpu()
     return Limits(timeout_s=time_budget_h * 3600.0 * 1.5 + 900.0,
                   memory_mb=int(min(16384, 0.6 * ram_mb)), file_mb=4096, cuda=cuda)
 
@@ -148,12 +147,13 @@ class _Progress:
             return
         lines = chunk.split(b"\n")[:-1]  # a line still being written waits for next time
         self.offset += sum(len(line) + 1 for line in lines)
-        for line in lines[-1:]:  # only the newest epoch matters to a progress bar
-            try:
-                d = json.loads(line)
-                self.report({k: t(d[k]) for k, t in PROGRESS_FIELDS.items()})
-            except (ValueError, TypeError, KeyError):
-                continue
+        if not lines:
+            return
+        try:  # only the newest epoch matters to a progress bar
+            d = json.loads(lines[-1])
+            self.report({k: t(d[k]) for k, t in PROGRESS_FIELDS.items()})
+        except (ValueError, TypeError, KeyError):
+            pass
 
 
 def run_job(task: str, source: str, config: dict, arrays: dict | None = None,

@@ -125,8 +125,9 @@ def main(argv: list[str]) -> int:
     except MemoryError:
         response = _fail("oom", "out of memory")
     except Exception as e:  # the candidate's own failure is the answer
-        kind = "oom" if "out of memory" in str(e) or "allocate memory" in str(e) else "runtime"
-        response = _fail(kind, f"{type(e).__name__}: {e}")
+        from descartes_core.training import failure_kind
+
+        response = _fail(failure_kind(e), f"{type(e).__name__}: {e}")
     response["token"] = token
     (out / "response.json").write_text(json.dumps(response))
     return 0

@@ -209,7 +209,8 @@ def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays(backend):
                           train={"max_epochs": 2, "batch_size": 2, "verify": False},
                           lim=Limits(timeout_s=120.0), backend=backend, progress=epochs.append)
     assert out.ok, out
-    assert epochs and epochs[-1]["epoch"] == epochs[-1]["total"] == 2  # streamed live
+    # the worker's epoch lines reach the host (read while it runs and once more at its end)
+    assert epochs and epochs[-1]["epoch"] == epochs[-1]["total"] == 2
     assert epochs[-1]["train_loss"] == out.record["train_loss"]
     assert out.record["epochs"] == 2 and out.record["strategy"] == "direct"
     assert out.arrays["predictions"].shape == (8, 40, 20)
@@ -295,6 +296,7 @@ def test_an_interrupted_job_leaves_no_worker_behind(backend, level, tmp_path):
         left = runner.docker_client().containers.list(
             all=True, filters={"label": f"{docker_backend.OWNER}={os.getpid()}"})
         assert not left
+        return  # a container's worker sees /job, not the host's path: the label is the check
     end = time.monotonic() + 5.0  # a killed process takes a moment to be reaped
     while _workers_of(job) and time.monotonic() < end:
         time.sleep(0.1)
@@ -320,8 +322,8 @@ def test_the_default_dataset_size_trains_within_the_evaluate_limits():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((256, 2000, 21)).astype(np.float32)
     y = rng.random((256, 2000, 20)).astype(np.float32)
-    lim = runner.evaluate_limits(0.003)
-    assert lim.timeout_s > 0.003 * 3600 and lim.memory_mb >= 6144 and not lim.cuda
+    lim = runner.evaluate_limits(0.003, "cpu")
+    assert lim.memory_mb >= 6144 and not lim.cuda  # the address space is capped on CPU
     out = runner.evaluate(template_sources()["T5"], x, y,
                           {"train": list(range(180)), "val": list(range(180, 218))},
                           train={"time_budget_h": 0.003, "max_epochs": 1, "verify": False},
