@@ -167,7 +167,7 @@ def runs_(
     """The runs in a run directory: status (running, finished, crashed, interrupted), best,
     age."""
     from agent import runs
-    from agent.orchestrator import standing
+    from agent.runs import standing
 
     rows = []
     for r in runs.runs(run_dir):

@@ -53,7 +53,8 @@ class LLMConfig:
     model: str | None = None
     """Model name; None takes DEFAULT_MODEL of the provider."""
     api_key: str | None = None
-    """The key; None reads the SDK's environment variable (ANTHROPIC_API_KEY, OPENAI_API_KEY)."""
+    """The key; None lets the anthropic SDK read ANTHROPIC_API_KEY (the CLI reads
+    OPENAI_API_KEY itself: a local openai-compatible server may need no key)."""
     base_url: str | None = None
     """Server address; None is the provider's public API."""
     max_tokens: int = 8192
@@ -130,22 +131,29 @@ class Recording:
                            "output_tokens": reply.output_tokens})
         with self.path.open("a") as f:
             f.write(line + "\n")
-            f.flush()
 
-    def replies(self) -> dict[str, deque[Reply]]:
-        by_hash: dict[str, deque[Reply]] = defaultdict(deque)
+    def exchanges(self):
+        """Each recorded exchange as a dict; none when nothing was recorded."""
         if not self.path.exists():
-            raise ArchitectError(f"{self.path}: no recording to replay")
+            return
         for line in self.path.read_text().splitlines():
-            if not line.strip():
-                continue
             try:
                 d = json.loads(line)
-                by_hash[d["prompt_hash"]].append(
-                    Reply(d["reply"], d["model"], d["input_tokens"], d["output_tokens"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                # a line cut short by a kill: the exchange it held is redone
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: the exchange it held is redone
+            if isinstance(d, dict) and isinstance(d.get("prompt_hash"), str):
+                yield d
+
+    def replies(self) -> dict[str, deque[Reply]]:
+        if not self.path.exists():
+            raise ArchitectError(f"{self.path}: no recording to replay")
+        by_hash: dict[str, deque[Reply]] = defaultdict(deque)
+        for d in self.exchanges():
+            try:
+                reply = Reply(d["reply"], d["model"], d["input_tokens"], d["output_tokens"])
+            except KeyError:
                 continue
+            by_hash[d["prompt_hash"]].append(reply)
         return by_hash
 
 

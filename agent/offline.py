@@ -41,15 +41,13 @@ COUPLINGS = ("additive", "multiplicative", "gated", "concatenated", "controlled"
 STRUCTURES = ("unconstrained", "hierarchical", "sparse", "biophysical")
 SOLVERS = ("euler", "midpoint", "rk4")
 STRATEGIES = ("direct", "segmented")
-# The model's declared properties each name one axis of the design; a value outside
-# this architect's options (a template's dopri5, say) steers nothing.
-AXES = {"solver": ("solver", {v: v for v in SOLVERS}),
-        "input_coupling": ("coupling", {v: v for v in COUPLINGS}),
-        "latent_structure": ("structure", {v: v for v in STRUCTURES}),
-        "gradient_strategy": ("strategy", {v: v for v in STRATEGIES}),
-        "time_handling": ("cell", {handling: cell for cell, (handling, _) in CELLS.items()})}
-OPTIONS = {"solver": SOLVERS, "coupling": COUPLINGS, "structure": STRUCTURES,
-           "strategy": STRATEGIES, "cell": tuple(CELLS)}
+OPTIONS = {"cell": tuple(CELLS), "coupling": COUPLINGS, "structure": STRUCTURES,
+           "solver": SOLVERS, "strategy": STRATEGIES}
+# The design axis each declared property names; a value outside this architect's
+# options (a template's dopri5, say) steers nothing.
+AXIS_OF = {"solver": "solver", "input_coupling": "coupling", "latent_structure": "structure",
+           "gradient_strategy": "strategy", "time_handling": "cell"}
+CELL_OF = {handling: cell for cell, (handling, _) in CELLS.items()}
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,10 @@ class Design:
     tau_hi: float
     second_fraction: float
     reasons: tuple[str, ...]
+
+    @property
+    def family(self) -> str:
+        return f"offline-{self.structure}-{self.cell}"
 
     @property
     def name(self) -> str:
@@ -109,28 +111,30 @@ def _narrow(bias: dict, why: list[str], category, patterns) -> None:
                 and p["evidence"].get("category") == category]
     for p in sorted(relevant, key=lambda p: -abs(p["evidence"]["with"] - p["evidence"]["without"])):
         ev = p["evidence"]
-        axis, values = AXES.get(ev.get("property"), (None, {}))
-        value = values.get(ev.get("value"))
-        if value is None:
+        axis = AXIS_OF.get(ev.get("property"))
+        if axis is None:
             continue
+        value = CELL_OF.get(ev["value"]) if axis == "cell" else ev["value"]
         options = bias.get(axis) or list(OPTIONS[axis])
-        if ev["with"] > ev["without"] and value in options and len(options) > 1:
+        if value not in options or len(options) < 2:
+            continue
+        if ev["with"] > ev["without"]:
             bias[axis] = [value]
             why.append(f"pattern: {p['description']}, so {axis} {value}")
-        elif ev["with"] < ev["without"] and value in options and len(options) > 1:
+        else:
             bias[axis] = [o for o in options if o != value]
             why.append(f"pattern: {p['description']}, so no {value} {axis}")
 
 
 def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
-    def pick(key, options):
-        return rng.choice(bias.get(key) or list(options))
+    def pick(key):
+        return rng.choice(bias.get(key) or list(OPTIONS[key]))
 
-    cell = pick("cell", CELLS)
-    structure = pick("structure", STRUCTURES)
+    cell = pick("cell")
+    structure = pick("structure")
     return Design(
-        cell=cell, coupling=pick("coupling", COUPLINGS), structure=structure,
-        solver=pick("solver", SOLVERS), strategy=pick("strategy", STRATEGIES),
+        cell=cell, coupling=pick("coupling"), structure=structure,
+        solver=pick("solver"), strategy=pick("strategy"),
         tau_lo=bias.get("tau_lo", rng.choice([1.0, 2.0])),
         tau_hi=bias.get("tau_hi", rng.choice([300.0, 1000.0])),
         second_fraction=rng.choice([0.25, 0.5]),
@@ -139,7 +143,7 @@ def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
 
 
 def _source(d: Design) -> str:
-    props = {"family": f"offline-{d.structure}-{d.cell}", "time_handling": CELLS[d.cell][0],
+    props = {"family": d.family, "time_handling": CELLS[d.cell][0],
              "gradient_strategy": d.strategy, "latent_structure": d.structure,
              "input_coupling": d.coupling, "solver": d.solver}
     two = d.structure in ("hierarchical", "biophysical")
@@ -289,9 +293,8 @@ class OfflineArchitect:
                 bias, why = {}, [*why, "the steered designs were all tried: a broad draw"]
             design = _draw(rng, bias, why)
             source = _source(design)
-            family = source_properties(source)["family"]
             if source_hash(source) not in brief.tried and (
-                    family not in brief.exhausted or attempt >= 400):
+                    design.family not in brief.exhausted or attempt >= 400):
                 reasoning = ("; ".join(design.reasons) or "a broad first draw") + (
                     f". This draw: a {design.cell} cell with {design.coupling} input, "
                     f"{design.structure} latents, {design.solver} steps, time constants "

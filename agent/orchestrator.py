@@ -18,7 +18,6 @@ import dataclasses
 import json
 import time
 import uuid
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from agent.llm import ArchitectError
 from agent.offline import OfflineArchitect
 from agent.prompt import Brief, ParseError, Proposal
 from agent.repository import ModelRepository
+from agent.runs import Standing, standing
 from descartes_core import gap, patterns
 from descartes_core.contract import template_sources
 from descartes_core.dataset import Dataset
@@ -95,38 +95,6 @@ class RunConfig:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
-
-
-@dataclass
-class Standing:
-    """What the loop decides from, derived from the recorded iterations."""
-
-    best: dict | None = None
-    stale: int = 0
-    exhausted: tuple[str, ...] = ()
-    hours: float = 0.0
-    expansions: int = 0
-    templates_done: frozenset[str] = frozenset()
-
-
-def standing(iterations: list[dict], objective: str) -> Standing:
-    s, misses, best_score = Standing(), Counter(), -1
-    for it in iterations:
-        s.hours += it.get("train_hours") or 0.0
-        score = (it.get("scores") or {}).get(objective)
-        improved = score is not None and score > best_score
-        if improved:
-            s.best, best_score = it, score
-        family = (it.get("properties") or {}).get("family")
-        if family and not improved:
-            misses[family] += 1
-        if it["architect"] == "template":
-            s.templates_done |= {it["name"]}
-        else:
-            s.expansions += 1
-            s.stale = 0 if improved else s.stale + 1
-    s.exhausted = tuple(sorted(f for f, n in misses.items() if n >= 2))
-    return s
 
 
 class Orchestrator:
@@ -275,7 +243,7 @@ class Orchestrator:
             return proposal
 
     def _brief(self, k: int) -> Brief:
-        scored = [it for it in self.iterations if it.get("scores")]
+        scored = self._with_sources([it for it in self.iterations if it.get("scores")])
         variables = self.ds.meta["variables"]
         obj = self.cfg.objective
         best = sorted(scored, key=lambda it: -it["scores"][obj])[:2]
@@ -283,9 +251,9 @@ class Orchestrator:
             iteration=k, history=tuple(self.iterations),
             gap=gap.analyse([it["scores"] for it in scored], variables, self.cfg.target)
             if scored else None,
-            patterns=tuple(patterns.mine(self._with_sources(scored), variables)),
+            patterns=tuple(patterns.mine(scored, variables)),
             exhausted=self.standing.exhausted,
-            best_sources=tuple((it["name"], self.repo.read(it["branch"])) for it in best),
+            best_sources=tuple((it["name"], it["source"]) for it in best),
             tried=frozenset(self.tried), objective=obj, threshold=self.cfg.threshold)
 
     def _with_sources(self, iterations: list[dict]) -> list[dict]:
@@ -348,8 +316,7 @@ class Orchestrator:
     def summary(self, stop: str) -> dict:
         s = self.standing
         keys = ("number", "name", "architect", "branch", "commit_sha", "status", "recovered",
-                "above_null",
-                "beyond_inputs", "spike_corr", "failure_kind")
+                "above_null", "beyond_inputs", "spike_corr", "failure_kind")
         scored = [it for it in self.iterations if it.get("scores")]
         return {"run_id": self.run_id, "stop": stop, "iterations": len(self.iterations),
                 "expansions": s.expansions, "hours": s.hours, "cost_usd": self.cost,

@@ -20,10 +20,9 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
 from agent import report_plots as plots
-from agent.llm import RECORDING
-from agent.orchestrator import standing
+from agent.llm import RECORDING, Recording
 from agent.repository import RefError
-from agent.runs import Run
+from agent.runs import Run, standing
 from descartes_core import baselines, gap, patterns, variables
 
 CSS = Path(__file__).with_name("report.css")
@@ -82,16 +81,8 @@ class Report:
         self.prompts = self._prompts()
 
     def _prompts(self) -> dict[str, str]:
-        path = self.run.dir / RECORDING
-        out = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    d = json.loads(line)
-                    out[d["prompt_hash"]] = d["user"]
-                except (ValueError, KeyError):
-                    continue
-        return out
+        return {d["prompt_hash"]: d["user"]
+                for d in Recording(self.run.dir / RECORDING).exchanges() if "user" in d}
 
     # sections --------------------------------------------------------------------------
     def summary(self) -> str:

@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from descartes_core.variables import CATEGORIES
+
 plt.rcParams["svg.hashsalt"] = "descartes-agent"  # the same run, the same file
 
-CATEGORIES = ("tc_gating", "nrt_state", "synaptic")
 OBJECTIVES = (("recovered", "recovered"), ("above_null", "above null"),
               ("beyond_inputs", "beyond inputs"))
 COLOURS = {"recovered": "#1f5fa8", "above_null": "#d07a12", "beyond_inputs": "#2e8b57",

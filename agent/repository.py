@@ -91,7 +91,7 @@ class ModelRepository:
         ref = str(ref).strip()
         # An iteration number wins over a hash prefix made only of digits; a number that
         # names no iteration is still tried as a prefix.
-        hits = self._by_number(its, ref) or self._by_branch(ref) or self._by_prefix(its, ref)
+        hits = self._by_number(its, ref) or self._by_branch(its, ref) or self._by_prefix(its, ref)
         if not hits:
             raise RefError(f"'{ref}' names no iteration (try a branch such as "
                            f"{its[0][1] if its else 'iter/0001-…'}, a commit hash or a number)")
@@ -106,10 +106,9 @@ class ModelRepository:
             return []
         return [(b, c) for n, b, c in its if n == int(ref)]
 
-    def _by_branch(self, ref: str) -> list[tuple[str, str]]:
-        if ref in self.repo.heads and BRANCH.match(ref):
-            return [(ref, self.repo.heads[ref].commit.hexsha)]
-        return []
+    @staticmethod
+    def _by_branch(its, ref: str) -> list[tuple[str, str]]:
+        return [(b, c) for _, b, c in its if b == ref]
 
     def _by_prefix(self, its, ref: str) -> list[tuple[str, str]]:
         if not re.fullmatch(r"[0-9a-f]{4,40}", ref):

@@ -1,22 +1,25 @@
-"""Runs on disk: finding a run in a run directory, its state, and an iteration by reference.
+"""Runs on disk: finding a run in a run directory, its state, its standing, and an
+iteration by reference.
 
-A run directory holds one folder per run (named by its id, which sorts by start time)
-with ``ledger.sqlite``, ``models/`` (the git model repository) and, for LLM architects,
-``exchanges.jsonl``. What `log`, `show`, `diff`, `replay`, `runs` and `--resume` read.
+A run directory holds one folder per run (named by its id, which sorts by start time);
+the folder is the git model repository, with ``ledger.sqlite`` and, for LLM architects,
+``exchanges.jsonl`` beside the models (git-excluded). What `log`, `show`, `diff`,
+`replay`, `runs`, `report` and `--resume` read. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from agent.ledger import Ledger
 from agent.repository import ModelRepository, RefError
+from sandbox.process import pid_alive
 
 
 class RunNotFound(Exception):
@@ -50,25 +53,41 @@ class Run:
         row = self.row()
         if row["status"] != "running":
             return row["status"]
-        if row["host"] == socket.gethostname() and not _alive(row["pid"]):
+        if row["host"] == socket.gethostname() and not pid_alive(row["pid"]):
             return "crashed"
         return "running"
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie has exited: it is not running the search any more
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-    except OSError:
-        return True
+@dataclass
+class Standing:
+    """What the loop decides from, derived from the recorded iterations."""
+
+    best: dict | None = None
+    stale: int = 0
+    exhausted: tuple[str, ...] = ()
+    hours: float = 0.0
+    expansions: int = 0
+    templates_done: frozenset[str] = frozenset()
+
+
+def standing(iterations: list[dict], objective: str) -> Standing:
+    s, misses, best_score = Standing(), Counter(), -1
+    for it in iterations:
+        s.hours += it.get("train_hours") or 0.0
+        score = (it.get("scores") or {}).get(objective)
+        improved = score is not None and score > best_score
+        if improved:
+            s.best, best_score = it, score
+        family = (it.get("properties") or {}).get("family")
+        if family and not improved:
+            misses[family] += 1
+        if it["architect"] == "template":
+            s.templates_done |= {it["name"]}
+        else:
+            s.expansions += 1
+            s.stale = 0 if improved else s.stale + 1
+    s.exhausted = tuple(sorted(f for f, n in misses.items() if n >= 2))
+    return s
 
 
 def runs(run_dir: Path) -> list[Run]:

@@ -201,7 +201,7 @@ def test_run_quick_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
     assert all(r["above_null"] is not None and r["beyond_inputs"] is not None for r in scored)
     sources = {repo.read(str(n)) for n, _, _ in its}
     assert len(sources) == 5  # every candidate different
-    assert "Recovery heatmap" in (run_dir / "report.html").read_text()
+    assert "<p>Rows: scored iterations" in (run_dir / "report.html").read_text()
     code, out, _ = run(monkeypatch, capsys, "runs", "--run-dir", str(tmp_path), "--json")
     assert code == 0 and json.loads(out)[0]["status"] == "finished"
 

@@ -30,8 +30,7 @@ def test_anthropic_retries_an_overload_and_a_timeout_then_meters_and_records(tmp
     assert len(server.requests) == 3
     req = server.requests[-1]
     assert req["path"] == "/v1/messages" and req["headers"]["x-stainless-retry-count"] == "2"
-    auth = req["headers"].get("x-api-key") or req["headers"].get("authorization", "")
-    assert auth.endswith("test-key")
+    assert req["headers"]["authorization"] == "Bearer test-key"  # this SDK sends a bearer token
     assert "thalamic circuit" in req["body"]["system"]
     assert "nrt_state" in req["body"]["messages"][0]["content"]
     [call] = arch.drain_calls()

@@ -6,9 +6,11 @@ import pytest
 from llm_server import Server
 
 from agent import llm
+from agent.live import PlainLines
 from agent.offline import OfflineArchitect
-from agent.orchestrator import Orchestrator, RunConfig, new_run_id, standing
+from agent.orchestrator import Orchestrator, RunConfig, new_run_id
 from agent.prompt import Brief, Proposal
+from agent.runs import standing
 from descartes_core import dataset
 from descartes_core.contract import template_sources
 from descartes_core.dataset import SimulationSpec
@@ -16,9 +18,7 @@ from descartes_core.dataset import SimulationSpec
 BAD = "import os\n" + template_sources()["T5"]
 
 
-class Quiet:
-    def event(self, kind, **data):
-        pass
+QUIET = PlainLines(lambda line: None)
 
 
 class Scripted:
@@ -54,7 +54,7 @@ def test_a_rejected_candidate_is_repaired_and_a_duplicate_refused(ds, tmp_path):
     arch = Scripted()
     cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
                     sandbox="process", train={"max_epochs": 1, "verify": False})
-    orch = Orchestrator(cfg, ds, architect=arch, monitor=Quiet())
+    orch = Orchestrator(cfg, ds, architect=arch, monitor=QUIET)
     orch.run()
     rows = orch.ledger.iterations(orch.run_id)
     assert [r["status"] for r in rows] == ["scored", "scored", "refused"]
@@ -76,7 +76,7 @@ def _llm_run(ds, tmp_path, name, llm_cfg, replay_from=None):
     arch = llm.build(name, llm_cfg, tmp_path / run_id, replay_from=replay_from)
     cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
                     sandbox="process", architect=name, train={"max_epochs": 1, "verify": False})
-    orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=Quiet())
+    orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=QUIET)
     orch.run()
     return orch
 
@@ -116,7 +116,7 @@ def test_three_architect_failures_fall_back_to_the_offline_architect(ds, tmp_pat
                          tmp_path / run_id)
         cfg = RunConfig(run_dir=str(tmp_path), templates=(), max_expansions=1,
                         sandbox="process", train={"max_epochs": 1, "verify": False})
-        orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=Quiet())
+        orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=QUIET)
         orch.run()
     [row] = orch.ledger.iterations(run_id)
     assert row["architect"] == "offline" and row["status"] == "scored"
@@ -162,7 +162,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_it_resumes(ds, tmp_path):
         orch.run()
     run = runs.open_run(tmp_path)
     assert run.state() == "interrupted" and not run.ledger.iterations(run.id)
-    again = Orchestrator(cfg, ds, run_id=run.id, monitor=Quiet())
+    again = Orchestrator(cfg, ds, run_id=run.id, monitor=QUIET)
     summary = again.run()
     assert summary["iterations"] == 1 and summary["stop"] == "expansions used"
     assert run.state() == "finished" and [n for n, _, _ in run.repo.iterations()] == [1]

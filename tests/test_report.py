@@ -11,6 +11,7 @@ import matplotlib.image
 import pytest
 
 from agent import report, runs
+from agent.live import PlainLines
 from agent.offline import OfflineArchitect
 from agent.orchestrator import Orchestrator, RunConfig
 from agent.prompt import Proposal
@@ -19,6 +20,9 @@ from descartes_core.contract import template_sources
 from descartes_core.dataset import SimulationSpec
 
 T5 = template_sources()["T5"]
+
+
+QUIET = PlainLines(lambda line: None)
 
 
 class Scripted:
@@ -47,11 +51,6 @@ class Scripted:
         return Proposal("hopeless", f"{bad} for speed", {}, f"import {bad}\n" + T5)
 
 
-class Quiet:
-    def event(self, kind, **data):
-        pass
-
-
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     path, _ = dataset.cached_or_simulated(SimulationSpec(n_trials=12, duration_ms=120,
@@ -60,7 +59,7 @@ def run_folder(tmp_path_factory):
     cfg = RunConfig(run_dir=str(root), data_dir=str(path), templates=("T5",),
                     max_expansions=3, patience=5, max_repairs=1, sandbox="process",
                     train={"max_epochs": 2, "verify": False})
-    orch = Orchestrator(cfg, dataset.load(path), architect=Scripted(), monitor=Quiet())
+    orch = Orchestrator(cfg, dataset.load(path), architect=Scripted(), monitor=QUIET)
     orch.run()
     r = runs.open_run(root)
     return r, report.write(r)
