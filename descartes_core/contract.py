@@ -8,6 +8,8 @@ plus one value per axis) and ``class Model(nn.Module)`` with
 
 from __future__ import annotations
 
+import sys
+import types
 from enum import Enum, StrEnum
 from pathlib import Path
 
@@ -108,8 +110,11 @@ def template_sources() -> dict[str, str]:
 def load_candidate(source: str, filename: str = "<candidate>"):
     """(PROPERTIES, Model) of a candidate's source, executed in a fresh namespace.
 
-    Runs the source: only for trusted code (the templates) or inside the sandbox.
+    Runs the source: only for trusted code (the templates) or inside the sandbox. The
+    source becomes a real module, registered as ``candidate``, because ``dataclasses``
+    and pickling look classes up by their module.
     """
-    namespace: dict = {"__name__": "candidate"}
-    exec(compile(source, filename, "exec"), namespace)
-    return validate_properties(namespace.get("PROPERTIES")), namespace["Model"]
+    module = types.ModuleType("candidate")
+    sys.modules["candidate"] = module
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return validate_properties(getattr(module, "PROPERTIES", None)), module.Model

@@ -2,12 +2,14 @@
 
 No image can be pulled on a machine without a registry, so the image is built
 locally: a minimal Debian root filesystem (debootstrap, with python3 of the
-host's minor version) imported into the engine under a content-hashed tag. The
-host's site-packages and the project are bind-mounted read-only, so the
-container runs exactly the host's torch. Each container: no network, read-only
-root with a small tmpfs, CPU / memory / pids / file-size limits, all
-capabilities dropped, no-new-privileges, user nobody, no host environment, the
-job read-only, a wall-clock kill from the host, removed afterwards.
+host's minor version) imported into the engine under a content-hashed tag. What a
+container sees of the host: its site-packages at ``/opt/site`` and the code packages
+``descartes_core`` and ``sandbox`` at ``/opt/descartes`` (read-only), the job folder at
+``/job`` (read-only) and the output folder at ``/out`` — never the project root, a data
+folder, a cache or a run folder. Each container: no network, read-only root with a
+small tmpfs, CPU / memory / pids / file-size limits, all capabilities dropped,
+no-new-privileges, user nobody, no host environment, a wall-clock kill from the host,
+removed afterwards.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,12 +27,23 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException, ImageNotFound
 
-from sandbox.process import Limits, has_gpu, pid_alive
+from sandbox.process import (
+    CODE,
+    CODE_PACKAGES,
+    JOB,
+    OUT,
+    PROJECT_ROOT,
+    SITE,
+    Limits,
+    has_gpu,
+    pid_alive,
+    python_path,
+    site_packages,
+)
 
 LABEL = "descartes-sandbox"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def client():
@@ -95,17 +106,26 @@ def remove_stale(c) -> None:
             old.remove(force=True)
 
 
-def run(c, job: Path, out: Path, lim: Limits, token: str,
+def _mounts(job: Path, out: Path) -> dict:
+    sites = site_packages()
+    mounts = {site: {"bind": SITE if i == 0 else f"{SITE}{i}", "mode": "ro"}
+              for i, site in enumerate(sites)}
+    mounts.update({str(PROJECT_ROOT / pkg): {"bind": f"{CODE}/{pkg}", "mode": "ro"}
+                   for pkg in CODE_PACKAGES})
+    mounts.update({str(job): {"bind": JOB, "mode": "ro"}, str(out): {"bind": OUT, "mode": "rw"}})
+    return mounts
+
+
+def run(c, job: Path, out: Path, lim: Limits,
         tick: Callable[[], None] | None = None) -> tuple[int, str, str, bool]:
     """Same contract as :func:`sandbox.process.run`."""
     out.chmod(0o777)  # the container writes as nobody
     job.chmod(0o755)
-    site = sysconfig.get_paths()["purelib"]
     mb = 1 << 20
     container = c.containers.create(
-        image_tag(), ["python3", "-m", "sandbox.worker", "/job", "/out"],
-        stdin_open=True, network_mode="none", read_only=True,
-        tmpfs={"/tmp": "rw,size=64m,noexec,nosuid"}, working_dir="/out",
+        image_tag(), ["python3", "-s", "-m", "sandbox.worker", JOB, OUT],
+        network_mode="none", read_only=True,
+        tmpfs={"/tmp": "rw,size=64m,noexec,nosuid"}, working_dir=OUT,
         mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m",
         pids_limit=lim.nproc * 2, nano_cpus=2_000_000_000,
         cap_drop=["ALL"], security_opt=["no-new-privileges:true"], user="65534:65534",
@@ -113,12 +133,9 @@ def run(c, job: Path, out: Path, lim: Limits, token: str,
         # a flood of stdout must not fill the host's disk through the engine's log file
         log_config=docker.types.LogConfig(type="json-file",
                                           config={"max-size": "1m", "max-file": "1"}),
-        environment={"PYTHONPATH": "/opt/site:/opt/project", "HOME": "/tmp",
+        environment={"PYTHONPATH": python_path(len(site_packages())), "HOME": "/tmp",
                      "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"},
-        volumes={site: {"bind": "/opt/site", "mode": "ro"},
-                 str(PROJECT_ROOT): {"bind": "/opt/project", "mode": "ro"},
-                 str(job): {"bind": "/job", "mode": "ro"},
-                 str(out): {"bind": "/out", "mode": "rw"}},
+        volumes=_mounts(job, out),
         ulimits=[docker.types.Ulimit(name="fsize", soft=lim.file_mb * mb, hard=lim.file_mb * mb),
                  docker.types.Ulimit(name="core", soft=0, hard=0)],
         device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
@@ -126,11 +143,7 @@ def run(c, job: Path, out: Path, lim: Limits, token: str,
     )
     timed_out = False
     try:
-        sock = container.attach_socket(params={"stdin": 1, "stream": 1})
         container.start()
-        raw = getattr(sock, "_sock", sock)
-        raw.sendall(f"{token}\n".encode())
-        raw.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + lim.timeout_s
         while True:
             container.reload()
@@ -147,7 +160,6 @@ def run(c, job: Path, out: Path, lim: Limits, token: str,
         rc = 137 if state.get("OOMKilled") else int(state.get("ExitCode", -1))
         tail = container.logs(stdout=True, stderr=True, tail=200)[-4000:].decode(
             errors="replace")
-        raw.close()
     finally:
         container.remove(force=True)
     return rc, tail, "docker", timed_out

@@ -1,26 +1,41 @@
-"""The static policy: the first line of defence, where no candidate code runs.
+"""The static policy: what a model file may touch is listed; everything else is refused.
 
-Two readers of the same source, each returning every violation with its line,
-column and a one-line reason the architect can act on:
+It runs none of the candidate's code and returns every violation with its line,
+column and a one-line reason the architect can act on. The rules:
 
-1. RestrictedPython, under a project policy that admits what an ``nn.Module``
-   needs (``super().__init__()``, single-underscore names, augmented and
-   annotated assignment), which stock RestrictedPython rejects in every real
-   module. Only its verdict is used; the code it rewrites is never run.
-2. Our own AST allow-list: imports, banned builtins, dunder attributes, the
-   escape hatches of torch and the standard library, statements that do not
-   belong in a model file, a literal and valid ``PROPERTIES``, exactly one
-   ``class Model(nn.Module)``.
+- **Imports** only of ``ALLOWED_MODULES``; from ``typing`` and ``dataclasses`` only the
+  names in ``LISTED`` (annotations and ``@dataclass``/``field``).
+- **Module attributes** are resolved on the host against the real modules: a chain such
+  as ``torch.nn.functional.softplus`` must name public, existing attributes, never a
+  module outside the list (``torch.utils``, ``torch.serialization``, ``nn.modules``, …),
+  and never a file, process, compile or loader API (``DENIED_WORDS``: ``torch.load``,
+  ``torch.compile``, ``UntypedStorage.from_file``, …). Modules are used through their
+  attributes only: ``T = torch`` or ``f(nn)`` is refused, so no alias escapes the check.
+- **Other attributes** (of ``self``, tensors, locals): no dunders but ``__init__``, no
+  attribute names of the OS, files, frames or string formatting (``OBJECT_DENIED``:
+  ``x.numpy``, ``gen.gi_frame``, ``"{0.__class__}".format``), and a private name only
+  directly on a name of the candidate's own (``self._n``, never ``torch.Tensor._make``).
+- **Names**: builtins from ``ALLOWED_BUILTINS`` only; ``exec``, ``getattr`` and the other
+  dynamic ones (``DYNAMIC``) nowhere, not even rebound, so no attribute or name is ever
+  taken from a string. No string annotations (``typing`` would evaluate them).
+- **Module shape**: imports, constants, functions and classes at top level; a literal
+  ``PROPERTIES`` (a dict display or ``dict(key="value", ...)``); exactly one
+  ``class Model(nn.Module)``; no ``global``, ``nonlocal``, ``async`` or metaclass.
 
-Neither is a security boundary — attribute chains reach ``pickle.loads``
-(``shared/research/sandbox.md``). They reject early and explain; the sandbox
-contains whatever gets past them.
+RestrictedPython, under a policy relaxed just enough for ``nn.Module`` code, gives a
+second opinion; only its verdict is used. Neither reader is the security boundary: the
+sandbox is. They reject early and explain, and they let the idioms an LLM writes
+(dataclasses, helper modules and functions, ``dict(...)`` constants) pass and run.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
+import importlib
 import re
+import types
 from dataclasses import dataclass, field
 
 from RestrictedPython import compile_restricted_exec
@@ -28,23 +43,48 @@ from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from descartes_core.contract import property_errors
 
-DEFAULT_IMPORTS = frozenset(
-    {"torch", "torch.nn", "torch.nn.functional", "math", "typing", "dataclasses", "torchdiffeq"}
-)
-BANNED_NAMES = frozenset({
-    "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "getattr",
-    "setattr", "delattr", "breakpoint", "input", "memoryview", "exit", "quit", "help",
+ALLOWED_MODULES = frozenset({
+    "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.fft", "torch.linalg",
+    "torch.special", "torch.autograd", "math", "typing", "dataclasses", "torchdiffeq",
 })
-# Attributes through which torch and the standard library reach the OS, files, pickle,
-# native code or other processes.
-ESCAPE_ATTRS = frozenset({
-    "os", "sys", "hub", "load", "save", "cpp_extension", "ops", "classes", "multiprocessing",
-    "distributed", "from_file", "_C", "serialization", "pickle", "inspect", "builtins",
-    "subprocess", "system", "popen", "library", "jit", "ctypes", "importlib", "f_globals",
-    "f_back", "f_locals", "gi_frame", "cr_frame", "tb_frame", "modules", "_dynamo", "package",
-    "storage", "UntypedStorage", "socket", "shutil", "environ",
+DEFAULT_IMPORTS = ALLOWED_MODULES
+LISTED = {
+    "typing": frozenset({"Any", "Callable", "Dict", "Final", "Iterable", "List", "Literal",
+                         "Mapping", "NamedTuple", "Optional", "Sequence", "Tuple", "Union"}),
+    "dataclasses": frozenset({"dataclass", "field"}),
+}
+"""Modules whose names are listed one by one (the rest expose every public name)."""
+DENIED_WORDS = frozenset({
+    "load", "loads", "save", "file", "files", "compile", "compiled", "compiler", "storage",
+    "pickle", "serialization", "dlpack", "numpy", "jit", "export", "hub",
+    "library", "threads", "interop", "profiler", "cuda", "ops", "classes", "package", "fx",
+    "dynamo", "inductor", "onnx", "distributed", "multiprocessing", "backends", "os", "sys",
+    "environ", "subprocess", "importlib", "ctypes", "builtins", "inspect", "socket", "shutil",
+})
+"""Words (split at underscores and case changes) that mark a module attribute as a file,
+process, compile, loader or device API: ``torch.load``, ``torch.from_file``, ..."""
+OBJECT_DENIED = frozenset({
+    "numpy", "tofile", "dump", "dumps", "save", "load", "loads", "storage", "untyped_storage",
+    "share_memory_", "from_file", "format", "format_map", "mro", "f_globals", "f_locals",
+    "f_back", "f_code", "f_builtins", "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame",
+    "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "os", "sys",
+    "builtins", "inspect", "subprocess", "importlib", "ctypes", "socket", "shutil", "pickle",
+    "serialization", "environ", "modules",
 })
 ALLOWED_DUNDERS = frozenset({"__init__"})
+DYNAMIC = frozenset({
+    "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "dir",
+    "getattr", "setattr", "delattr", "hasattr", "breakpoint", "memoryview", "exit", "quit",
+    "help", "type", "__build_class__", "__builtins__", "__loader__", "__spec__",
+})
+ALLOWED_BUILTINS = frozenset({
+    "abs", "all", "any", "bool", "callable", "classmethod", "complex", "dict", "divmod",
+    "enumerate", "filter", "float", "frozenset", "hash", "int", "isinstance", "issubclass",
+    "iter", "len", "list", "map", "max", "min", "next", "object", "pow", "print", "property",
+    "range", "repr", "reversed", "round", "set", "slice", "sorted", "staticmethod", "str",
+    "sum", "super", "tuple", "zip", "NotImplemented", "Ellipsis",
+} | {n for n, v in vars(builtins).items()
+     if isinstance(v, type) and issubclass(v, BaseException)})
 TOP_LEVEL = (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.Assign, ast.AnnAssign)
 BANNED_NODES = {
     ast.Global: "'global' is not allowed",
@@ -54,6 +94,7 @@ BANNED_NODES = {
     ast.AsyncFor: "'async for' is not allowed",
     ast.AsyncWith: "'async with' is not allowed",
 }
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 @dataclass(frozen=True)
@@ -77,6 +118,42 @@ class Verdict:
     @property
     def accepted(self) -> bool:
         return not self.violations
+
+
+def denied_word(name: str) -> str | None:
+    """The word of `name` that marks a file, process, compile or loader API, if any."""
+    return next((w for w in (m.lower() for m in _WORD.findall(name)) if w in DENIED_WORDS),
+                None)
+
+
+@functools.cache
+def _module(name: str) -> types.ModuleType:
+    return importlib.import_module(name)  # trusted modules of the allow-list, on the host
+
+
+_MISSING = object()
+
+
+def _module_attribute(module: types.ModuleType, attr: str) -> tuple[object, str | None]:
+    """(value, None) when a model may use `module.attr`, else (None, the reason)."""
+    where = f"'{module.__name__}.{attr}'"
+    if attr.startswith("_"):
+        return None, f"{where} is private"
+    listed = LISTED.get(module.__name__)
+    if listed is not None and attr not in listed:
+        return None, f"{where} is not allowed (from {module.__name__}: {', '.join(sorted(listed))})"
+    if (word := denied_word(attr)) is not None:
+        return None, f"{where} reaches outside the model ('{word}' APIs are not allowed)"
+    try:
+        value = getattr(module, attr, _MISSING)
+    except Exception:  # a lazy attribute that fails to load: not usable either way
+        value = _MISSING
+    if value is _MISSING:
+        return None, f"{where} does not exist"
+    if isinstance(value, types.ModuleType) and value.__name__ not in ALLOWED_MODULES:
+        return None, (f"{where} is the module {value.__name__}, which is not allowed "
+                      f"(allowed: {', '.join(sorted(ALLOWED_MODULES))})")
+    return value, None
 
 
 class _ProjectTransformer(RestrictingNodeTransformer):
@@ -119,53 +196,155 @@ def _restricted_python(source: str) -> list[Violation]:
     return out
 
 
-def _is_module_base(base: ast.expr) -> bool:
-    return ast.unparse(base) in {"nn.Module", "torch.nn.Module", "Module"}
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name the source binds anywhere (scopes merged: the check is per name)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            names.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
+            names.add(node.name)
+    return names
 
 
 class _AllowList(ast.NodeVisitor):
-    def __init__(self, allowed_imports: frozenset[str]):
-        self.allowed = allowed_imports
+    def __init__(self, tree: ast.Module):
         self.out: list[Violation] = []
+        self.bound = _bound_names(tree)
+        self.modules: dict[str, object] = {}  # import alias -> module or object it names
+        self.parents: dict[int, ast.AST] = {}
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                self.parents[id(child)] = node
 
     def flag(self, node, rule, message):
         self.out.append(Violation(getattr(node, "lineno", 0), getattr(node, "col_offset", 0),
                                   rule, message))
 
-    def _allowed_list(self) -> str:
-        return ", ".join(sorted(self.allowed))
+    # imports -------------------------------------------------------------------------------
+    def _allowed_module(self, node, name: str) -> types.ModuleType | None:
+        if name not in ALLOWED_MODULES:
+            self.flag(node, "import", f"import of '{name}' is not allowed "
+                                      f"(allowed: {', '.join(sorted(ALLOWED_MODULES))})")
+            return None
+        try:
+            return _module(name)
+        except ImportError:
+            self.flag(node, "import", f"'{name}' cannot be imported on this host")
+            return None
 
     def visit_Import(self, node):
         for alias in node.names:
-            if alias.name not in self.allowed:
-                self.flag(node, "import", f"import of '{alias.name}' is not allowed "
-                                          f"(allowed: {self._allowed_list()})")
+            module = self._allowed_module(node, alias.name)
+            if module is not None:
+                root = alias.asname or alias.name.split(".")[0]
+                self.modules[root] = module if alias.asname else _module(root)
 
     def visit_ImportFrom(self, node):
-        module = node.module or ""
-        if node.level or module not in self.allowed:
-            self.flag(node, "import", f"import from '{'.' * node.level}{module}' is not allowed "
-                                      f"(allowed: {self._allowed_list()})")
+        module = None if node.level else self._allowed_module(node, node.module or "")
+        if node.level:
+            self.flag(node, "import", "relative imports are not allowed")
         for alias in node.names:
             if alias.name == "*":
                 self.flag(node, "import", "'import *' is not allowed: name what you use")
-            elif f"{module}.{alias.name}" not in self.allowed and alias.name in ESCAPE_ATTRS:
-                self.flag(node, "escape-hatch", f"'{alias.name}' reaches outside the model")
+            elif module is not None:
+                value, why = _module_attribute(module, alias.name)
+                if why:
+                    self.flag(node, "import", why)
+                else:
+                    self.modules[alias.asname or alias.name] = value
 
+    # names and attributes -----------------------------------------------------------------
     def visit_Name(self, node):
-        if node.id in BANNED_NAMES:
-            self.flag(node, "builtin", f"'{node.id}' is not allowed in model code")
+        if node.id in DYNAMIC:
+            self.flag(node, "builtin", f"'{node.id}' is not allowed in model code (no names "
+                                       "or attributes taken from strings, no dynamic code)")
         elif node.id.startswith("__"):
             self.flag(node, "dunder", f"'{node.id}' is not allowed in model code")
-        self.generic_visit(node)
+        elif isinstance(node.ctx, ast.Load) and node.id not in self.bound \
+                and node.id not in ALLOWED_BUILTINS:
+            what = "is not an allowed builtin" if hasattr(builtins, node.id) else "is not defined"
+            self.flag(node, "name", f"'{node.id}' {what}")
+        if isinstance(self.modules.get(node.id), types.ModuleType):
+            self._no_bare_module(node, node.id)
+
+    def _no_bare_module(self, node, shown: str):
+        parent = self.parents.get(id(node))
+        if not (isinstance(parent, ast.Attribute) and parent.value is node):
+            self.flag(node, "module", f"the module '{shown}' is used through its attributes "
+                                      "only, not passed or assigned")
+
+    def _chain(self, node: ast.Attribute) -> tuple[ast.Name | None, list[str]]:
+        attrs, base = [], node
+        while isinstance(base, ast.Attribute):
+            attrs.append(base.attr)
+            base = base.value
+        return (base if isinstance(base, ast.Name) else None), attrs[::-1]
 
     def visit_Attribute(self, node):
-        if node.attr.startswith("__") and node.attr not in ALLOWED_DUNDERS:
-            self.flag(node, "dunder", f"attribute '{node.attr}' is not allowed "
-                                      "(only __init__, as in super().__init__())")
-        elif node.attr in ESCAPE_ATTRS:
-            self.flag(node, "escape-hatch",
-                      f"'{ast.unparse(node)}' reaches outside the model ('.{node.attr}' is banned)")
+        parent = self.parents.get(id(node))
+        if isinstance(parent, ast.Attribute) and parent.value is node:
+            self.generic_visit(node)  # the outermost attribute of a chain checks it whole
+            return
+        root, attrs = self._chain(node)
+        value = self.modules.get(root.id) if root is not None else None
+        shown = ".".join([root.id if root is not None else "…", *attrs])
+        depth = 0
+        while isinstance(value, types.ModuleType) and depth < len(attrs):
+            value, why = _module_attribute(value, attrs[depth])
+            if why:
+                self.flag(node, "escape-hatch", why if shown == ".".join(
+                    [root.id, *attrs[:depth + 1]]) and depth + 1 == len(attrs)
+                    else f"'{shown}': {why}")
+                self.generic_visit(node)
+                return
+            depth += 1
+        if isinstance(value, types.ModuleType):
+            self._no_bare_module(node, shown)
+        on_own_name = root is not None and root.id not in self.modules and len(attrs) == 1
+        for i, attr in enumerate(attrs[depth:], start=depth):
+            if attr.startswith("__") and attr not in ALLOWED_DUNDERS:
+                self.flag(node, "dunder", f"attribute '{attr}' is not allowed "
+                                          "(only __init__, as in super().__init__())")
+            elif attr in OBJECT_DENIED:
+                self.flag(node, "escape-hatch", f"'{shown}' reaches outside the model "
+                                                f"('.{attr}' is not allowed)")
+            elif attr.startswith("_") and not (on_own_name and i == 0) \
+                    and not attr.startswith("__"):
+                self.flag(node, "private", f"'{shown}': private attributes are allowed only "
+                                           "directly on your own names (self._x)")
+        self.generic_visit(node)
+
+    # annotations and statements -----------------------------------------------------------
+    def _annotation(self, node):
+        if node is not None and any(isinstance(n, ast.Constant) and isinstance(n.value, str)
+                                    for n in ast.walk(node)):
+            self.flag(node, "annotation", "string annotations are not allowed (typing would "
+                                          "evaluate them): write the type itself")
+
+    def visit_arg(self, node):
+        self._annotation(node.annotation)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node):
+        self._annotation(node.returns)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node):
+        self._annotation(node.annotation)
+        self.generic_visit(node)
+
+    def visit_ClassDef(self, node):
+        for kw in node.keywords:
+            self.flag(kw, "statement", f"class keyword '{kw.arg}' is not allowed")
         self.generic_visit(node)
 
     def generic_visit(self, node):
@@ -173,6 +352,23 @@ class _AllowList(ast.NodeVisitor):
             if isinstance(node, kind):
                 self.flag(node, "statement", message)
         super().generic_visit(node)
+
+
+def _is_module_base(base: ast.expr) -> bool:
+    return ast.unparse(base) in {"nn.Module", "torch.nn.Module", "Module"}
+
+
+def literal_properties(value: ast.expr) -> object:
+    """The value of a PROPERTIES assignment: a dict display or dict(key=...) of constants.
+
+    ValueError when it is neither."""
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) \
+            and value.func.id == "dict" and not value.args \
+            and all(kw.arg is not None for kw in value.keywords):
+        return {kw.arg: ast.literal_eval(kw.value) for kw in value.keywords}
+    if not isinstance(value, ast.Dict):
+        raise ValueError("not a dict")
+    return ast.literal_eval(value)
 
 
 def _module_checks(tree: ast.Module, out: list[Violation]) -> dict | None:
@@ -187,8 +383,8 @@ def _module_checks(tree: ast.Module, out: list[Violation]) -> dict | None:
         if isinstance(stmt, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "PROPERTIES" for t in stmt.targets):
             try:
-                properties = ast.literal_eval(stmt.value)
-            except ValueError:
+                properties = literal_properties(stmt.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 out.append(Violation(stmt.lineno, stmt.col_offset, "properties",
                                      "PROPERTIES must be a literal dict of strings"))
                 continue
@@ -205,24 +401,34 @@ def _module_checks(tree: ast.Module, out: list[Violation]) -> dict | None:
     elif not any(_is_module_base(b) for b in models[0].bases):
         out.append(Violation(models[0].lineno, models[0].col_offset, "model",
                              "class Model must derive from nn.Module"))
-    return properties if isinstance(properties, dict) else None
+    return properties if isinstance(properties, dict) and not any(
+        v.rule == "properties" for v in out) else None
 
 
-def check(source: str, allowed_imports: frozenset[str] = DEFAULT_IMPORTS,
-          max_bytes: int = 200_000) -> Verdict:
-    """Every violation of the policy in `source`; runs none of it."""
-    if len(source.encode()) > max_bytes:
+def check(source: object, max_bytes: int = 200_000) -> Verdict:
+    """Every violation of the policy in `source`; runs none of it. Total: any input gives a
+    Verdict, never an exception."""
+    if not isinstance(source, str):
+        return Verdict([Violation(1, 0, "syntax", "the source is not text")])
+    if len(source.encode("utf-8", "surrogatepass")) > max_bytes:
         return Verdict([Violation(1, 0, "size", f"source is over {max_bytes} bytes")])
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
-        return Verdict([Violation(e.lineno or 0, (e.offset or 1) - 1, "syntax",
+        return Verdict([Violation(e.lineno or 0, max(0, (e.offset or 1) - 1), "syntax",
                                   f"syntax error: {e.msg}")])
-    visitor = _AllowList(allowed_imports)
-    visitor.visit(tree)
-    out = visitor.out
-    properties = _module_checks(tree, out)
-    # RestrictedPython's word only where the allow-list said nothing, to keep messages crisp
-    seen = {(v.line, v.col) for v in out}
-    out += [v for v in _restricted_python(source) if (v.line, v.col) not in seen]
+    except (ValueError, UnicodeError) as e:  # NUL bytes, lone surrogates
+        return Verdict([Violation(1, 0, "syntax", f"unreadable source: {type(e).__name__}")])
+    except (RecursionError, MemoryError):
+        return Verdict([Violation(1, 0, "size", "the source is nested too deeply")])
+    try:
+        visitor = _AllowList(tree)
+        visitor.visit(tree)
+        out = visitor.out
+        properties = _module_checks(tree, out)
+        # RestrictedPython's word only where the allow-list said nothing, to keep it crisp
+        seen = {(v.line, v.col) for v in out}
+        out += [v for v in _restricted_python(source) if (v.line, v.col) not in seen]
+    except (RecursionError, MemoryError):
+        return Verdict([Violation(1, 0, "size", "the source is nested too deeply")])
     return Verdict(sorted(set(out), key=lambda v: (v.line, v.col, v.rule)), properties)

@@ -3,12 +3,17 @@
 Levels, strongest first (``isolation`` in every result says which one ran):
 
 - ``bwrap``: bubblewrap with every namespace unshared (no network, own pids, own
-  user), a read-only view of the filesystem, a private /tmp, only the job folder
-  (read-only) and the output folder writable; it dies with its parent.
+  user) over an empty root that shows only what the job needs (``VISIBLE``): the
+  system's ``/usr`` (libraries), the interpreter and its standard library (its own
+  site-packages hidden), the environment's site-packages at ``/opt/site``, the code
+  packages ``descartes_core`` and ``sandbox`` at ``/opt/descartes``, the job folder
+  read-only and the output folder writable, a private ``/tmp``, ``/dev`` and ``/proc``.
+  No ``$HOME``, ``/etc``, caches, data, run folders, checkouts or other jobs. It dies
+  with its parent.
 - ``unshare-net``: no network (a private network namespace), nothing else
-  isolated: the candidate can read and write whatever the user can. Logged as
-  degraded isolation.
-- ``limits-only``: neither tool works; logged as degraded isolation.
+  isolated: the candidate can read and write whatever the user can. Degraded: only
+  with ``--allow-degraded``.
+- ``limits-only``: neither tool works; degraded likewise.
 
 Always: resource limits (address space, CPU time, file size, processes, no core
 dumps), a fresh working folder, a scrubbed environment (no API keys), its own
@@ -27,7 +32,6 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,23 +94,65 @@ def _unshare() -> list[str]:
     return ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "-rn"]
 
 
-def _needed_paths() -> list[str]:
-    """The interpreter, its environment and the project: shown again over the private /tmp
-    (a checkout or a virtual environment may live under /tmp)."""
-    roots = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["purelib"],
-             str(Path(__file__).resolve().parent.parent)}
-    tmp = Path(tempfile.gettempdir()).resolve()
-    return sorted(p for p in roots if Path(p).resolve().is_relative_to(tmp))
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CODE_PACKAGES = ("descartes_core", "sandbox")
+"""What the worker imports of the project; the rest of the checkout stays outside."""
+SITE, CODE, JOB, OUT = "/opt/site", "/opt/descartes", "/job", "/out"
+VISIBLE = ("/usr", "/bin", "/lib", "/lib64", SITE, CODE, JOB, OUT, "/tmp", "/dev", "/proc")
+"""Every top-level path a bwrap job can see, besides the interpreter's own folders."""
 
 
-def _wrap(level: str, job: Path, out: Path, argv: list[str]) -> list[str]:
+def interpreter() -> Path:
+    """The real interpreter binary (a virtual environment's python is a link to it)."""
+    return Path(sys.executable).resolve()
+
+
+def site_packages() -> list[str]:
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys(str(Path(paths[k]).resolve()) for k in ("purelib", "platlib")))
+
+
+def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
+    base = Path(sys.base_prefix).resolve()
+    stdlib = Path(sysconfig.get_paths(vars={"base": str(base), "platbase": str(base)},
+                                      scheme=sysconfig.get_default_scheme())["stdlib"])
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+            "--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64"):  # merged-/usr systems link these into /usr
+        target = Path("/") / link
+        if target.is_symlink():
+            args += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            args += ["--ro-bind", str(target), str(target)]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if not interpreter().is_relative_to("/usr"):
+        args += ["--ro-bind", str(interpreter()), str(interpreter())]
+        for lib in sorted((base / "lib").glob("libpython*")):
+            args += ["--ro-bind", str(lib), str(lib)]
+    if not stdlib.is_relative_to("/usr"):
+        args += ["--ro-bind", str(stdlib), str(stdlib)]
+    if (stdlib / "site-packages").is_dir():  # the base interpreter's own packages: not ours
+        args += ["--tmpfs", str(stdlib / "site-packages")]
+    for i, site in enumerate(site_packages()):
+        args += ["--ro-bind", site, SITE if i == 0 else f"{SITE}{i}"]
+    for pkg in CODE_PACKAGES:
+        args += ["--ro-bind", str(PROJECT_ROOT / pkg), f"{CODE}/{pkg}"]
+    if lim.cuda:
+        args += [a for dev in sorted(Path("/dev").glob("nvidia*"))
+                 for a in ("--dev-bind", str(dev), str(dev))]
+    return [*args, "--ro-bind", str(job), JOB, "--bind", str(out), OUT, "--chdir", OUT]
+
+
+def python_path(n_sites: int) -> str:
+    return ":".join([SITE, *(f"{SITE}{i}" for i in range(1, n_sites)), CODE])
+
+
+def _wrap(level: str, job: Path, out: Path, lim: Limits) -> list[str]:
+    """The command line of the worker at `level`."""
     if level == "bwrap":
-        keep = [a for p in _needed_paths() for a in ("--ro-bind", p, p)]
-        return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--tmpfs", "/tmp", *keep, "--ro-bind", str(job), str(job),
-                "--bind", str(out), str(out),
-                "--unshare-all", "--die-with-parent", "--new-session", "--chdir", str(out),
-                *argv]
+        return [*_bwrap(job, out, lim), str(interpreter()), "-s", "-m", "sandbox.worker",
+                JOB, OUT]
+    argv = [sys.executable, "-s", "-m", "sandbox.worker", str(job), str(out)]
     if level == "unshare-net":
         return [*_unshare(), "--", *argv]
     return argv
@@ -125,12 +171,15 @@ def _limits(lim: Limits):
     return apply
 
 
-def _environment() -> dict[str, str]:
-    return {
+def _environment(level: str) -> dict[str, str]:
+    env = {
         "PATH": os.defpath, "HOME": "/tmp", "LANG": "C.UTF-8",
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "PYTHONNOUSERSITE": "1",
     }
+    if level == "bwrap":
+        env["PYTHONPATH"] = python_path(len(site_packages()))
+    return env
 
 
 @functools.cache
@@ -138,27 +187,17 @@ def _warn_degraded(level: str) -> None:  # once per process, not once per candid
     log.warning("degraded isolation (%s): install bubblewrap or use the docker backend", level)
 
 
-def run(job: Path, out: Path, lim: Limits, token: str, level: str | None = None,
+def run(job: Path, out: Path, lim: Limits, level: str,
         tick: Callable[[], None] | None = None) -> tuple[int, str, str, bool]:
-    """Run the worker on JOB, writing into OUT: (exit code, log tail, isolation, timed out).
-
-    `token` goes to the worker on stdin, never through the filesystem.
-    """
-    level = level or isolation_level()
+    """Run the worker on JOB, writing into OUT: (exit code, log tail, isolation, timed out)."""
     if level != "bwrap":
         _warn_degraded(level)
-    argv = [sys.executable, "-m", "sandbox.worker", str(job), str(out)]
-    log_path = out / "worker.log"
+    log_path = out.parent / "worker.log"  # outside OUT: the candidate cannot replace it
     timed_out = False
     with open(log_path, "wb") as sink:
-        proc = subprocess.Popen(_wrap(level, job, out, argv), stdout=sink, stderr=sink,
-                                stdin=subprocess.PIPE, cwd=out, env=_environment(),
+        proc = subprocess.Popen(_wrap(level, job, out, lim), stdout=sink, stderr=sink,
+                                stdin=subprocess.DEVNULL, cwd=out, env=_environment(level),
                                 start_new_session=True, preexec_fn=_limits(lim))
-        try:
-            proc.stdin.write(f"{token}\n".encode())
-            proc.stdin.close()
-        except BrokenPipeError:  # the worker died before reading: its exit code tells
-            pass
         deadline = time.monotonic() + lim.timeout_s
         try:
             while proc.poll() is None:

@@ -7,24 +7,28 @@ else is a failed candidate with a class and a message, never an exception.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sandbox import policy, process
+from sandbox import policy, process, protocol
 from sandbox.process import Limits
-from sandbox.worker import PROGRESS
 
-MAX_RESPONSE_BYTES = 1 << 20
 MAX_LATENT_DIM = 1024
-CHECK_LIMITS = Limits(timeout_s=120.0)
+MAX_PARAMS = 5_000_000
+N_OUTPUTS = 20
+CHECK_LIMITS = Limits(timeout_s=45.0)
+"""A shape check imports torch (1–2 s), builds the model and runs a few short batches:
+a hung candidate is cut off in well under a minute."""
+BACKENDS = ("docker", "process", "degraded")
+"""docker: a hardened container. process: bubblewrap, full isolation. degraded: the
+process backend with whatever the host allows (chosen with --allow-degraded only)."""
 
 
 def evaluate_limits(time_budget_h: float, device: str = "auto") -> Limits:
@@ -46,47 +50,19 @@ class Outcome:
     task: str
     isolation: str
     error: dict | None = None
-    """{"kind": syntax | policy | import | shape | nan | oom | timeout | runtime | …,
-    "message": one or more lines the architect can act on}."""
+    """{"kind": syntax | policy | import | shape | nan | oom | timeout | runtime | protocol
+    | …, "message": one or more lines the architect can act on}."""
     check: dict | None = None
     record: dict | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     log_tail: str = ""
+    wall_s: float = 0.0
+    """The job's wall-clock time on the host's clock: what budgets count."""
 
 
-def _failed(task, isolation, kind, message, log_tail="") -> Outcome:
-    return Outcome(False, task, isolation, {"kind": kind, "message": message}, log_tail=log_tail)
-
-
-def _read_response(out: Path, token: str) -> dict | None:
-    path = out / "response.json"
-    if not path.exists() or path.stat().st_size > MAX_RESPONSE_BYTES:
-        return None
-    try:
-        response = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
-        return None
-    return response if response.get("token") == token else None
-
-
-def _arrays(out: Path, n: int, t: int, latent_dim: int) -> dict[str, np.ndarray] | str:
-    """The evaluate arrays, or the reason they are unusable."""
-    try:
-        with np.load(out / "arrays.npz", allow_pickle=False) as z:
-            got = {k: z[k] for k in ("predictions", "latents", "null_latents")}
-    except Exception as e:  # missing, truncated, forged: all the same to us
-        return f"unreadable arrays ({type(e).__name__})"
-    want = {"predictions": (n, t, 20), "latents": (n, t, latent_dim),
-            "null_latents": (n, t, latent_dim)}
-    for k, shape in want.items():
-        a = got[k]
-        if a.dtype != np.float32 or a.shape != shape:
-            return f"{k} is {a.dtype} {a.shape}, expected float32 {shape}"
-        if not np.isfinite(a).all():
-            return f"{k} holds NaN or infinite values"
-    return got
+def _failed(task, isolation, kind, message, log_tail="", wall_s=0.0) -> Outcome:
+    return Outcome(False, task, isolation, {"kind": kind, "message": message},
+                   log_tail=log_tail, wall_s=wall_s)
 
 
 _docker = None
@@ -107,29 +83,46 @@ def docker_client(log=print):
     if not docker_backend.has_image(c):
         try:
             docker_backend.build_image(c, log)
-        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-            raise SandboxError(f"cannot build the sandbox image: {e}") from None
+        except subprocess.CalledProcessError as e:
+            last = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise SandboxError(f"cannot build the sandbox image: {e.cmd[0]} failed "
+                               f"({last[0][:200]}); try --sandbox process") from None
+        except Exception as e:  # the engine's errors are many; each is one line to the user
+            first = (str(e).splitlines() or [""])[0][:200]
+            raise SandboxError(f"cannot build the sandbox image: {type(e).__name__}: {first}; "
+                               "try --sandbox process") from None
     _docker = c
     return c
 
 
-def resolve_backend(name: str) -> str:
-    """'auto' is docker when an engine answers and the image exists or can be built."""
-    if name != "auto":
-        return name
-    from sandbox import docker_backend
+DEGRADED_FIX = ("install bubblewrap (apt-get install bubblewrap) or start a docker engine, "
+                "or pass --allow-degraded to run candidates with less isolation")
 
-    c = docker_backend.client()
-    if c is not None and (docker_backend.has_image(c) or docker_backend.debootstrap()):
-        return "docker"
-    return "process"
+
+def resolve_backend(name: str, allow_degraded: bool = False) -> str:
+    """docker, process (bubblewrap) or degraded, for --sandbox auto | docker | process.
+
+    auto is docker when an engine answers and the image exists or can be built, else
+    bubblewrap. Less than full isolation is never chosen silently: SandboxError naming the
+    fix, unless `allow_degraded`."""
+    if name == "docker":
+        return name
+    if name == "auto":
+        from sandbox import docker_backend
+
+        c = docker_backend.client()
+        if c is not None and (docker_backend.has_image(c) or docker_backend.debootstrap()):
+            return "docker"
+    if process.isolation_level() == "bwrap":
+        return "process"
+    if allow_degraded:
+        return "degraded"
+    raise SandboxError(f"no full isolation here (no docker engine, bubblewrap unusable): "
+                       f"{DEGRADED_FIX}")
 
 
 class SandboxError(Exception):
     """The sandbox itself cannot run (not a candidate's fault)."""
-
-
-PROGRESS_FIELDS = {"epoch": int, "total": int, "train_loss": float, "val_loss": float}
 
 
 class _Progress:
@@ -147,13 +140,24 @@ class _Progress:
             return
         lines = chunk.split(b"\n")[:-1]  # a line still being written waits for next time
         self.offset += sum(len(line) + 1 for line in lines)
-        if not lines:
-            return
-        try:  # only the newest epoch matters to a progress bar
-            d = json.loads(lines[-1])
-            self.report({k: t(d[k]) for k, t in PROGRESS_FIELDS.items()})
-        except (ValueError, TypeError, KeyError):
-            pass
+        if lines and (d := protocol.read_progress_line(lines[-1])) is not None:
+            self.report(d)  # only the newest epoch matters to a progress bar
+
+
+def _run_worker(backend: str, job: Path, out: Path, lim: Limits, level: str | None,
+                tick: Callable[[], None] | None) -> tuple[int, str, str, bool]:
+    if backend == "docker":
+        from sandbox import docker_backend
+
+        return docker_backend.run(docker_client(), job, out, lim, tick)
+    if backend not in BACKENDS:
+        raise SandboxError(f"unknown sandbox backend {backend!r}: expected "
+                           f"{', '.join(BACKENDS)}")
+    if level is None:
+        level = process.isolation_level()
+        if backend == "process" and level != "bwrap":
+            raise SandboxError(f"bubblewrap does not work here: {DEGRADED_FIX}")
+    return process.run(job, out, lim, level, tick)
 
 
 def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
@@ -162,72 +166,61 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
             ) -> Outcome:
     """One worker job in the sandbox, without the static policy (the sandbox's own tests).
 
-    `progress` receives {epoch, total, train_loss, val_loss} while a model trains.
+    `progress` receives {epoch, total, train_loss, val_loss} while a model trains. The job
+    folder holds the request and `arrays` and nothing else; the worker sees no other file
+    of the host's but the interpreter and the code (sandbox.process, sandbox.docker_backend).
     """
+    latent_dim = int(config.get("latent_dim", 64))
     with tempfile.TemporaryDirectory(prefix="descartes-job-") as tmp:
         job, out = Path(tmp) / "job", Path(tmp) / "out"
         job.mkdir()
         out.mkdir()
-        (job / "request.json").write_text(json.dumps(
-            {"task": task, "source": source, "config": config}))
+        protocol.write_request(job, task, source, {"max_params": MAX_PARAMS, **config})
         if arrays:
-            np.savez(job / "arrays.npz", **arrays)
-        token = secrets.token_hex(16)
-        tick = _Progress(out / PROGRESS, progress) if progress else None
-        if backend == "docker":
-            from sandbox import docker_backend
-
-            rc, tail, isolation, timed_out = docker_backend.run(docker_client(), job, out, lim,
-                                                                token, tick)
-        else:
-            rc, tail, isolation, timed_out = process.run(job, out, lim, token, level, tick)
+            np.savez(job / protocol.ARRAYS, **arrays)
+        tick = _Progress(out / protocol.PROGRESS, progress) if progress else None
+        start = time.monotonic()
+        rc, tail, isolation, timed_out = _run_worker(backend, job, out, lim, level, tick)
+        wall = time.monotonic() - start
         if tick is not None:
             tick()  # the epochs written after the last poll
+
+        def failed(kind, message):
+            return _failed(task, isolation, kind, message, tail, wall)
+
         if timed_out:
-            return _failed(task, isolation, "timeout",
-                           f"killed after the {lim.timeout_s:.0f} s wall-clock limit", tail)
-        response = _read_response(out, token) if rc == 0 else None
-        if response is None:
-            kind = "oom" if rc in (-9, 137) or "MemoryError" in tail else "runtime"
-            return _failed(task, isolation, kind, f"the worker exited with code {rc} and no "
-                           "valid signed response (crashed, exited early or forged one)", tail)
-        if not response["ok"] and (task == "check" or "record" not in response):
-            error = response.get("error") or {}
-            return _failed(task, isolation, str(error.get("kind", "runtime")),
-                           str(error.get("message", "")), tail)
-        result = Outcome(response["ok"], task, isolation, log_tail=tail)
-        if task == "check":
-            result.check = response.get("check") if isinstance(response.get("check"), dict) \
-                else None
-            if result.check is None:
-                return _failed(task, isolation, "runtime", "malformed check response", tail)
-            return result
-        record = response.get("record")
-        result.record = record if isinstance(record, dict) else None
-        if result.record is None:
-            return _failed(task, isolation, "runtime", "malformed evaluate response", tail)
-        if result.record.get("failure"):
-            result.error = {"kind": result.record["failure"],
-                            "message": result.record.get("failure_message") or ""}
-        n, t, _ = arrays["inputs"].shape
-        if response.get("arrays"):
-            got = _arrays(out, n, t, int(config.get("latent_dim", 64)))
-            if isinstance(got, str):
-                return _failed(task, isolation, "runtime", got, tail)
-            result.arrays = got
-        return result
+            return failed("timeout", f"killed after the {lim.timeout_s:.0f} s wall-clock limit")
+        try:
+            response = protocol.read_response(out, task, latent_dim=latent_dim,
+                                              max_params=MAX_PARAMS)
+            if response is None or rc != 0:
+                kind = "oom" if rc in (-9, 137) or "MemoryError" in tail else "runtime"
+                return failed(kind, f"the worker exited with code {rc} and "
+                                    f"{'no' if response is None else 'a'} response")
+            got = {}
+            if response.arrays:
+                n, t, _ = arrays["inputs"].shape
+                got = protocol.read_arrays(out, n, t, N_OUTPUTS, latent_dim)
+        except protocol.ProtocolError as e:
+            return failed("protocol", f"the sandbox's response breaks the protocol: {e}")
+    error = response.error and {"kind": response.error.kind, "message": response.error.message}
+    record = response.record
+    if record is not None:
+        record = {**record, "worker_wall_s": record["wall_s"], "wall_s": round(wall, 3)}
+        if record["failure"]:
+            error = {"kind": record["failure"], "message": record["failure_message"] or ""}
+    return Outcome(response.ok, task, isolation, error, response.check, record, got, tail, wall)
 
 
 def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
-          level: str | None = None, allowed_imports=policy.DEFAULT_IMPORTS,
-          backend: str = "process") -> Outcome:
+          level: str | None = None, backend: str = "process") -> Outcome:
     """The static policy, then the shape check in the sandbox."""
-    verdict = policy.check(source, allowed_imports)
+    verdict = policy.check(source)
     if not verdict.accepted:
         kind = "syntax" if verdict.violations[0].rule == "syntax" else "policy"
         return _failed("check", "static", kind, "\n".join(str(v) for v in verdict.violations))
-    if latent_dim > MAX_LATENT_DIM:
-        return _failed("check", "static", "shape", f"latent_dim over {MAX_LATENT_DIM}")
+    if not 1 <= latent_dim <= MAX_LATENT_DIM:
+        return _failed("check", "static", "shape", f"latent_dim outside 1 … {MAX_LATENT_DIM}")
     return run_job("check", source, {"latent_dim": latent_dim}, None, lim, level, backend)
 
 

@@ -3,8 +3,9 @@
 JOB holds ``request.json`` ({"task": "check" | "evaluate", "source", "config"}) and, for
 evaluate, ``arrays.npz`` (inputs of every trial; outputs of train and validation
 trials only; the split without test trials). The worker writes ``response.json``
-and, for evaluate, ``arrays.npz`` into OUT, and exits 0. Everything the candidate
-does is its own business; the host trusts nothing here beyond validated arrays.
+and, for evaluate, ``arrays.npz`` into OUT, and exits 0. The candidate runs in this
+interpreter and can write those files itself: the host validates them as hostile input
+(``sandbox.protocol``), and nothing here is a secret.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-PROGRESS = "progress.jsonl"  # one line per epoch, written while training
+from sandbox.protocol import ARRAYS, PROGRESS, RESPONSE, finite_or_none, read_request
 
 
 def _fail(kind: str, message: str) -> dict:
@@ -89,7 +90,7 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
     from descartes_core.training import evaluate as train
 
     props, model_cls = load_candidate(source)
-    with np.load(job / "arrays.npz") as z:
+    with np.load(job / ARRAYS) as z:
         inputs, targets = z["inputs"], z["targets"]
         teacher = z["teacher"] if "teacher" in z.files else None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -105,7 +106,7 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
                    latent_dim=int(cfg.get("latent_dim", 64)), teacher=teacher, source=source,
                    progress=progress)
     if ev.predictions is not None:
-        np.savez(out / "arrays.npz", predictions=ev.predictions, latents=ev.latents,
+        np.savez(out / ARRAYS, predictions=ev.predictions, latents=ev.latents,
                  null_latents=ev.null_latents)
     return {"ok": ev.record.failure is None, "record": dataclasses.asdict(ev.record),
             "arrays": ev.predictions is not None}
@@ -113,10 +114,7 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     job, out = Path(argv[0]), Path(argv[1])
-    # The host's per-job token arrives on stdin, read before any candidate code runs, so a
-    # candidate that writes its own response.json and exits cannot sign it.
-    token = sys.stdin.readline().strip()
-    request = json.loads((job / "request.json").read_text())
+    request = read_request(job)
     try:
         if request["task"] == "check":
             response = check(request["source"], request.get("config", {}))
@@ -128,8 +126,7 @@ def main(argv: list[str]) -> int:
         from descartes_core.training import failure_kind
 
         response = _fail(failure_kind(e), f"{type(e).__name__}: {e}")
-    response["token"] = token
-    (out / "response.json").write_text(json.dumps(response))
+    (out / RESPONSE).write_text(json.dumps(finite_or_none(response)))
     return 0
 
 

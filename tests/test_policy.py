@@ -136,3 +136,92 @@ def test_module_level_rules(source, words):
     verdict = check(source)
     assert any(words in v.message for v in verdict.violations), \
         [str(v) for v in verdict.violations]
+
+
+def _body_lines(*lines: str) -> str:
+    return _body("\n".join(lines))
+
+
+@pytest.mark.parametrize("lines, rule, words", [
+    # aliasing a module escapes no check
+    (("T = torch", "T.load('w.pt')"), "module", "'torch' is used through its attributes"),
+    (("f = lambda: nn",), "module", "'nn' is used"),
+    # private helpers of allowed modules, and modules reached through them
+    (("torch.Tensor._make_subclass(x, x)",), "private", "torch.Tensor._make_subclass"),
+    (("nn.modules.module.inspect.getsource(x)",), "escape-hatch", "torch.nn.modules"),
+    (("F.torch.serialization.load('a')",), "escape-hatch", "serialization"),
+    (("nn.init.warnings.warn('x')",), "escape-hatch", "the module warnings"),
+    # names and attributes from strings
+    (("hasattr(x, 'weight')",), "builtin", "'hasattr'"),
+    (("'{0.__class__}'.format(x)",), "escape-hatch", "'.format'"),
+    (("type(x)",), "builtin", "'type'"),
+    # files and native code through tensors, storages and frames
+    (("x.numpy().tofile('/tmp/a')",), "escape-hatch", "'.numpy'"),
+    (("torch.UntypedStorage.from_file('a')",), "escape-hatch", "storage"),
+    (("g = (i for i in range(3))", "g.gi_frame.f_globals"), "escape-hatch", "'.gi_frame'"),
+    (("torch.compile(x)",), "escape-hatch", "'compile' APIs"),
+    (("torch.set_num_threads(64)",), "escape-hatch", "'threads' APIs"),
+    # typing evaluates strings; only the listed names of typing and dataclasses
+    (("y: 'torch.Tensor' = x",), "annotation", "string annotations"),
+    (("import typing", "typing.get_type_hints(x)"), "escape-hatch", "not allowed (from typing"),
+    (("from dataclasses import asdict",), "import", "'dataclasses.asdict' is not allowed"),
+    (("undefined_thing(x)",), "name", "'undefined_thing' is not defined"),
+])
+def test_bypasses_of_a_deny_list_are_refused(lines, rule, words):
+    verdict = check(_body_lines(*lines))
+    hits = [v for v in verdict.violations if v.rule == rule and words in v.message]
+    assert hits, [str(v) for v in verdict.violations]
+
+
+def test_valid_idioms_of_llm_written_code_pass():
+    source = '''import math
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PROPERTIES = dict(family="dc", time_handling="custom", gradient_strategy="direct",
+                  latent_structure="unconstrained", input_coupling="additive", solver="euler")
+SCALES = dict(fast=5.0, slow=50.0)
+
+
+@dataclass
+class Config:
+    hidden: int = 16
+    taus: list = field(default_factory=lambda: [5.0, 50.0])
+
+
+def leak(h: torch.Tensor, tau: float) -> torch.Tensor:
+    return h * math.exp(-1.0 / tau)
+
+
+class Model(nn.Module):
+    def __init__(self, n_inputs, n_outputs, latent_dim, cfg: Optional[Config] = None):
+        super().__init__()
+        self.cfg = cfg or Config()
+        self.inp = nn.Linear(n_inputs, latent_dim)
+        nn.init.xavier_uniform_(self.inp.weight)
+        self.out = nn.Linear(latent_dim, n_outputs)
+
+    def forward(self, input, state=None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = input.new_zeros(input.shape[0], self.out.in_features) if state is None else state
+        hs = []
+        for t in range(input.shape[1]):
+            h = leak(h, SCALES["fast"]) + torch.tanh(self.inp(input[:, t]))
+            hs.append(h)
+        z = torch.stack(hs, 1)
+        return F.softplus(self.out(z)), z, h
+'''
+    verdict = check(source)
+    assert verdict.accepted, [str(v) for v in verdict.violations]
+    assert verdict.properties["family"] == "dc"
+
+
+@pytest.mark.parametrize("source", ["", "\x00", "x = '\ud800'", "(" * 500, "a" + "+a" * 20000,
+                                    "PROPERTIES = {('a',): 1}", "PROPERTIES = {[]: 1}",
+                                    "PROPERTIES = dict(**x)", 42, None])
+def test_the_policy_is_total(source):
+    verdict = check(source)
+    assert not verdict.accepted and all(isinstance(v.message, str) for v in verdict.violations)
