@@ -1,7 +1,9 @@
 """The evaluator: a candidate's source in, a check outcome or scores out.
 
 The sandbox builds, shape-checks and trains the candidate; scoring stays on the
-trusted side, on held-out trials, beside the untrained null and the input baseline.
+trusted side, on held-out trials, beside the untrained null, the trusted control (a
+seeded random network of the same width, run here, not by candidate code) and the input
+baseline.
 The sandbox is handed the train and validation outputs only: the test trials'
 outputs are zeroed before they leave this process. `descartes-agent replay` uses the
 same evaluator, so a replayed score is computed exactly as the recorded one.
@@ -9,7 +11,7 @@ same evaluator, so a replayed score is computed exactly as the recorded one.
 
 from __future__ import annotations
 
-from descartes_core import baselines, scoring
+from descartes_core import baselines, controls, scoring
 from descartes_core.dataset import Dataset
 from sandbox import runner
 
@@ -20,6 +22,9 @@ class Evaluator:
         self.ds, self.backend, self.latent_dim = ds, backend, latent_dim
         self.threshold, self.train_config = threshold, dict(train or {})
         _, self.input_r = baselines.input_baseline(ds)
+        self.control_r = scoring.probe_correlations(
+            controls.random_network_latents(ds.inputs, latent_dim, ds.meta["dt_ms"]),
+            ds.biovars, ds.meta["split"])
         self.targets = ds.training_outputs()  # the sandbox never sees test outputs
         self.split = {k: ds.meta["split"][k] for k in ("train", "val")}
 
@@ -43,7 +48,7 @@ class Evaluator:
     def score(self, out: runner.Outcome) -> dict:
         """Status, scores (or failure), record and train_hours of a trained candidate."""
         record = out.record or {}
-        result = {"record": record, "train_hours": float(record.get("wall_s", 0.0)) / 3600.0,
+        result = {"record": record, "train_hours": out.wall_s / 3600.0,  # the host's clock
                   "isolation": out.isolation}
         if not out.arrays:
             err = out.error or {"kind": "runtime", "message": "the sandbox returned no arrays"}
@@ -51,7 +56,8 @@ class Evaluator:
                     "failure_message": err["message"]}
         s = scoring.score(out.arrays["predictions"], out.arrays["latents"], self.ds.outputs,
                           self.ds.biovars, self.ds.meta, threshold=self.threshold,
-                          null_latents=out.arrays["null_latents"], input_r=self.input_r)
+                          null_latents=out.arrays["null_latents"], control_r=self.control_r,
+                          input_r=self.input_r)
         result.update(status="scored", scores=s.to_dict(), recovered=s.recovered,
                       above_null=s.above_null, beyond_inputs=s.beyond_inputs,
                       spike_corr=s.spike_corr)

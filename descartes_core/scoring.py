@@ -7,11 +7,13 @@
   chosen per variable on validation trials, scored by Pearson r on test trials.
   Latents are z-scored with train statistics, so one penalty grid fits every model.
 - Recovered: r ≥ threshold (0.5); near-miss: 0.3 ≤ r < threshold.
-- Controls: the same probes on the untrained model's latents (the null) and on
-  the input-only Laguerre features (the input baseline). ``above_null`` and
-  ``beyond_inputs`` count the variables this model recovers that the control
-  does not; the latent width stands beside every count, because a probe's reach
-  grows with it.
+- Controls: the same probes on the untrained model's latents (the null, which runs
+  the candidate's code and so can be gamed by it), on a seeded random recurrent
+  network of the same width computed on the host (the trusted control,
+  ``descartes_core.controls``) and on the input-only Laguerre features (the input
+  baseline). ``above_null``, ``beyond_control`` and ``beyond_inputs`` count the
+  variables this model recovers that the control does not; the latent width stands
+  beside every count, because a probe's reach grows with it.
 - CCA: regularised canonical correlation between latents and biovars, fit on
   train trials; the mean of the first ``CCA_COMPONENTS`` canonical correlations
   of the projections on test trials.
@@ -115,6 +117,8 @@ class Scores:
     threshold: float
     null_recovered: int | None = None
     above_null: int | None = None
+    control_recovered: int | None = None
+    beyond_control: int | None = None
     input_recovered: int | None = None
     beyond_inputs: int | None = None
     gain_over_inputs: list[float] | None = None
@@ -133,6 +137,7 @@ def score(
     *,
     threshold: float = 0.5,
     null_latents: np.ndarray | None = None,
+    control_r: np.ndarray | None = None,
     input_r: np.ndarray | None = None,
     stride: int = 5,
 ) -> Scores:
@@ -163,6 +168,9 @@ def score(
         r_null = probe_correlations(null_latents, biovars, split, stride)
         s.null_recovered = int((r_null >= threshold).sum())
         s.above_null = int((rec & (r_null < threshold)).sum())
+    if control_r is not None:
+        s.control_recovered = int((control_r >= threshold).sum())
+        s.beyond_control = int((rec & (control_r < threshold)).sum())
     if input_r is not None:
         s.input_recovered = int((input_r >= threshold).sum())
         s.beyond_inputs = int((rec & (input_r < threshold)).sum())

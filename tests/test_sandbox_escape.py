@@ -166,15 +166,16 @@ def _bomb(mib: int = 256, names=("latents.npy",)) -> bytes:
 
 FORGE = '''
 import json, os
-record = {{"strategy": "direct", "device": "cpu", "n_params": "FORGED<img src=x onerror=1>",
+if os.path.exists("/job/arrays.npz"):  # an evaluation: forge its record
+  record = {{"strategy": "direct", "device": "cpu", "n_params": "FORGED<img src=x onerror=1>",
           "strategy_note": None, "epochs": 1, "train_loss": 0.0, "val_loss": 0.0,
           "wall_s": -3.6e9, "short_segment_corr": None, "failure": None,
           "failure_message": None, "stopped_by": "max_epochs", "history": [],
           "injected": "unknown key"}}
-open("/out/response.json" if os.path.isdir("/out") else "response.json", "w").write(
-    json.dumps({{"ok": True, "record": record, "arrays": True}}))
-open("/out/arrays.npz" if os.path.isdir("/out") else "arrays.npz", "wb").write({bomb!r})
-os._exit(0)
+  open("/out/response.json", "w").write(json.dumps({{"ok": True, "record": record,
+                                                      "arrays": True}}))
+  open("/out/arrays.npz", "wb").write({bomb!r})
+  os._exit(0)
 '''
 
 

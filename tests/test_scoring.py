@@ -103,3 +103,20 @@ def test_input_baseline_is_cached_per_dataset(monkeypatch):
     vl2, r2 = baselines.input_baseline(ds)
     np.testing.assert_array_equal(r, r2)
     np.testing.assert_allclose(vl.predictions, vl2.predictions, rtol=1e-5)
+
+
+def test_the_trusted_control_is_seeded_and_remembers_its_inputs():
+    from descartes_core.controls import random_network_latents
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 400, 21)).astype(np.float32)
+    a = random_network_latents(x, 16, dt_ms=1.0, seed=0)
+    assert a.shape == (3, 400, 16) and a.dtype == np.float32 and np.isfinite(a).all()
+    assert np.array_equal(a, random_network_latents(x, 16, dt_ms=1.0, seed=0))
+    assert not np.allclose(a, random_network_latents(x, 16, dt_ms=1.0, seed=1))
+    # slow units integrate: a pulse at t=100 still shows 50 steps later
+    pulse = np.zeros((1, 400, 21), np.float32)
+    pulse[0, 100:105] = 5.0
+    z = random_network_latents(pulse, 16, dt_ms=1.0) - random_network_latents(
+        np.zeros_like(pulse), 16, dt_ms=1.0)
+    assert np.abs(z[0, 150]).max() > 0.05
