@@ -144,6 +144,9 @@ def check(
     model: Annotated[Path, typer.Argument(help="A candidate's source file.")],
     sandbox: Annotated[str, typer.Option(
         help="auto, docker or process (auto: docker when an engine answers).")] = "auto",
+    allow_degraded: Annotated[bool, typer.Option(
+        "--allow-degraded", help="Without docker and bubblewrap, check with less isolation "
+        "instead of stopping.")] = False,
     latent_dim: Annotated[int, typer.Option(min=1, help="latent_dim to build with.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -162,7 +165,7 @@ def check(
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{model}: unreadable ({e})") from None
     try:
-        backend = runner.resolve_backend(sandbox)
+        backend = runner.resolve_backend(sandbox, allow_degraded)
         if backend == "docker":
             runner.docker_client(log=lambda msg: err.print(msg, highlight=False))
     except runner.SandboxError as e:
@@ -204,8 +207,8 @@ def sandbox_build_image(
         return
     try:
         tag = docker_backend.build_image(c, log=lambda m: err.print(m, highlight=False))
-    except (OSError, RuntimeError) as e:
-        raise UsageError(f"cannot build the sandbox image: {e}") from None
+    except docker_backend.BuildError as e:
+        raise UsageError(str(e)) from None
     out.print(f"built {tag}")
 
 

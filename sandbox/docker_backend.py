@@ -75,12 +75,29 @@ def debootstrap() -> str | None:
     return found or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
 
 
+class BuildError(RuntimeError):
+    """The sandbox image could not be built; the message is one line naming the cause."""
+
+
 def build_image(c, log=print) -> str:
     """debootstrap a minimal Debian with python3 and import it; returns the tag."""
     tool = debootstrap()
     if tool is None:
-        raise RuntimeError("building the sandbox image needs debootstrap (apt-get install "
-                           "debootstrap), or use --sandbox process")
+        raise BuildError("building the sandbox image needs debootstrap (apt-get install "
+                         "debootstrap), or use --sandbox process")
+    try:
+        return _build(c, tool, log)
+    except subprocess.CalledProcessError as e:
+        last = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise BuildError(f"cannot build the sandbox image: {Path(e.cmd[0]).name} failed "
+                         f"({last[0][:200]}); try --sandbox process") from None
+    except Exception as e:  # the engine's and the disk's errors: one line each
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise BuildError(f"cannot build the sandbox image: {type(e).__name__}: {first}; "
+                         "try --sandbox process") from None
+
+
+def _build(c, tool: str, log) -> str:
     with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="descartes-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         log(f"debootstrap {SUITE} with python3 (about a minute)")
@@ -89,7 +106,8 @@ def build_image(c, log=print) -> str:
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(root / junk, ignore_errors=True)
         tar = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
+        subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True,
+                       capture_output=True)
         repo, tag = image_tag().split(":")
         log(f"importing {repo}:{tag}")
         c.api.import_image_from_file(str(tar), repository=repo, tag=tag)

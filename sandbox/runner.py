@@ -8,7 +8,6 @@ else is a failed candidate with a class and a message, never an exception.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -83,14 +82,8 @@ def docker_client(log=print):
     if not docker_backend.has_image(c):
         try:
             docker_backend.build_image(c, log)
-        except subprocess.CalledProcessError as e:
-            last = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [""]
-            raise SandboxError(f"cannot build the sandbox image: {e.cmd[0]} failed "
-                               f"({last[0][:200]}); try --sandbox process") from None
-        except Exception as e:  # the engine's errors are many; each is one line to the user
-            first = (str(e).splitlines() or [""])[0][:200]
-            raise SandboxError(f"cannot build the sandbox image: {type(e).__name__}: {first}; "
-                               "try --sandbox process") from None
+        except docker_backend.BuildError as e:
+            raise SandboxError(str(e)) from None
     _docker = c
     return c
 

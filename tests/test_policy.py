@@ -173,8 +173,7 @@ def test_bypasses_of_a_deny_list_are_refused(lines, rule, words):
     assert hits, [str(v) for v in verdict.violations]
 
 
-def test_valid_idioms_of_llm_written_code_pass():
-    source = '''import math
+LLM_IDIOMS = '''import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
@@ -214,6 +213,10 @@ class Model(nn.Module):
         z = torch.stack(hs, 1)
         return F.softplus(self.out(z)), z, h
 '''
+
+
+def test_valid_idioms_of_llm_written_code_pass():
+    source = LLM_IDIOMS
     verdict = check(source)
     assert verdict.accepted, [str(v) for v in verdict.violations]
     assert verdict.properties["family"] == "dc"

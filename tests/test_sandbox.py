@@ -320,3 +320,52 @@ def test_the_default_dataset_size_trains_within_the_evaluate_limits():
                           backend="process")
     assert out.ok, out.error
     assert out.arrays["latents"].shape == (256, 2000, 64)
+
+
+def test_less_than_full_isolation_is_never_chosen_silently(monkeypatch):
+    from sandbox import docker_backend
+
+    monkeypatch.setattr(docker_backend, "client", lambda: None)
+    monkeypatch.setattr(process, "isolation_level", lambda: "unshare-net")
+    for name in ("auto", "process"):
+        with pytest.raises(runner.SandboxError, match=r"install bubblewrap .* --allow-degraded"):
+            runner.resolve_backend(name)
+        assert runner.resolve_backend(name, allow_degraded=True) == "degraded"
+    with pytest.raises(runner.SandboxError, match="bubblewrap does not work here"):
+        runner.check(candidate("pass"), backend="process")
+
+
+def test_the_cli_stops_with_one_line_naming_the_fix(monkeypatch, tmp_path, capsys):
+    from agent.cli import main
+    from sandbox import docker_backend
+
+    monkeypatch.setattr(docker_backend, "client", lambda: None)
+    monkeypatch.setattr(process, "isolation_level", lambda: "limits-only")
+    model = tmp_path / "m.py"
+    model.write_text(candidate("pass"))
+    monkeypatch.setattr("sys.argv", ["descartes-agent", "check", str(model)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--allow-degraded" in err and "Traceback" not in err
+
+
+def test_a_failing_image_build_is_one_line(monkeypatch, tmp_path):
+    from sandbox import docker_backend
+
+    failing = tmp_path / "debootstrap"
+    failing.write_text("#!/bin/sh\necho 'E: no mirror reachable' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(docker_backend, "debootstrap", lambda: str(failing))
+    with pytest.raises(docker_backend.BuildError) as e:
+        docker_backend.build_image(object(), log=lambda m: None)
+    assert str(e.value).count("\n") == 0 and "E: no mirror reachable" in str(e.value)
+
+
+def test_a_dataclass_model_with_dict_properties_passes_and_runs(backend):
+    from test_policy import LLM_IDIOMS as source
+
+    assert "@dataclass" in source and "PROPERTIES = dict(" in source
+    out = runner.check(source, latent_dim=8, backend=backend)
+    assert out.ok, out.error
