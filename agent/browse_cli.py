@@ -10,8 +10,17 @@ from typing import Annotated
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from agent.console import UsageError, dataset_by_fingerprint, out, say
+from agent.inert import fmt
+from agent.inert import text as inert_text
+from agent.live import one_line
+
+
+def _cells(*cells) -> list[Text]:
+    """Table cells as literal text: a candidate's name is never read as rich markup."""
+    return [Text(one_line(c, 200)) for c in cells]
 
 RunDir = Annotated[Path, typer.Option("--run-dir", help="Where runs are kept.")]
 RunId = Annotated[str | None, typer.Option(
@@ -26,12 +35,14 @@ def iteration_table(rows: list[dict], title: str) -> Table:
                                                          "beyond inputs", "spike r") else "left")
     for r in rows:
         scored = r.get("recovered") is not None
-        table.add_row(
-            str(r["number"]), r.get("branch") or "", (r.get("commit_sha") or "")[:10], r["name"],
-            r["architect"], f"{r['recovered']}/160" if scored else "",
-            str(r["above_null"]) if scored else "", str(r["beyond_inputs"]) if scored else "",
-            f"{r['spike_corr']:.3f}" if scored else "",
-            r["status"] + (f" ({r['failure_kind']})" if r.get("failure_kind") else ""))
+        table.add_row(*_cells(
+            fmt(r.get("number")), r.get("branch"), one_line(r.get("commit_sha"))[:10],
+            r.get("name"), r.get("architect"), f"{fmt(r.get('recovered'))}/160" if scored else "",
+            fmt(r.get("above_null")) if scored else "",
+            fmt(r.get("beyond_inputs")) if scored else "",
+            fmt(r.get("spike_corr")) if scored else "",
+            one_line(r.get("status")) + (f" ({one_line(r.get('failure_kind'))})"
+                                         if r.get("failure_kind") else "")))
     return table
 
 
@@ -87,7 +98,7 @@ def show(
         source = r.repo.read(commit, "model.py")
     except runs.RefError:
         return
-    out.print(Syntax(source, "python", line_numbers=True, word_wrap=True))
+    out.print(Syntax(inert_text(source), "python", line_numbers=True, word_wrap=True))
 
 
 def diff(
@@ -105,7 +116,7 @@ def diff(
     if not text:
         say("the two sources are identical")
         return
-    out.print(Syntax(text, "diff", word_wrap=True))
+    out.print(Syntax(inert_text(text), "diff", word_wrap=True))
 
 
 def replay(
@@ -190,10 +201,10 @@ def runs_(
         table.add_column(col)
     for r in rows:
         hint = " (--resume)" if r["status"] in ("crashed", "interrupted") else ""
-        table.add_row(r["run"], r["status"] + hint, str(r["iterations"]), r["architect"],
-                      r["best"] or "–", "–" if r["recovered"] is None else f"{r['recovered']}/160",
-                      "–" if r["above_null"] is None else str(r["above_null"]),
-                      _ago(r["age_h"]), _ago(r["updated_h"]))
+        table.add_row(*_cells(
+            r["run"], r["status"] + hint, str(r["iterations"]), r["architect"], r["best"] or "–",
+            "–" if r["recovered"] is None else f"{fmt(r['recovered'])}/160",
+            fmt(r["above_null"]), _ago(r["age_h"]), _ago(r["updated_h"])))
     out.print(table)
 
 

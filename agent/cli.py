@@ -179,7 +179,7 @@ def check(
         out.print(f"[green]accepted[/] {model} ({result.isolation}): {c['n_params']} parameters, "
                   f"forward {c['forward_ms']:.0f} ms on a (4, 200, 21) batch", soft_wrap=True)
         for w in c["warnings"]:
-            out.print(f"  warning: {w}", highlight=False)
+            out.print(f"  warning: {escape(w)}", highlight=False)
     else:
         out.print(f"[red]rejected[/] {model} ({result.error['kind']}, {result.isolation}):",
                   soft_wrap=True)

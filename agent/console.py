@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from agent.inert import text
 from descartes_core import dataset
 from descartes_core.dataset import Dataset, SimulationSpec
 
@@ -54,7 +55,9 @@ def dataset_at(data_dir: Path | None, spec: SimulationSpec | None = None
 
 
 def say(message: str) -> None:
-    out.print(message, markup=False, highlight=False, soft_wrap=True)
+    """A line on stdout, literally: no markup, and no control character reaches the terminal
+    (messages quote candidates' names and the sandbox's errors)."""
+    out.print(text(message), markup=False, highlight=False, soft_wrap=True)
 
 
 def dataset_by_fingerprint(cfg_data_dir: str, fingerprint: str) -> Dataset:

@@ -5,6 +5,10 @@ LiveView keeps a rich panel up to date (phase, iteration, what it is doing, a tr
 bar with the live loss, best so far, budget used, last event) and prints each recorded
 iteration above it. Anywhere else (CI, nohup, a pipe) PlainLines writes one line per
 event that matters, so a log file tells the same story.
+
+Names and messages come from the candidates: each is shown as literal text (rich `Text`, or
+printed with markup off), one line, control characters replaced, so `[/]` or
+`[link=…]` is only characters and no escape sequence reaches the terminal.
 """
 
 from __future__ import annotations
@@ -18,15 +22,28 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from agent.inert import fmt, text
+
+
+def one_line(value, limit: int = 200) -> str:
+    """A candidate's name or message as one line of literal text."""
+    return text(value, limit, oneline=True)
+
+
+def _first_line(value, limit: int) -> str:
+    lines = text(value).splitlines()
+    return one_line(lines[0] if lines else "", limit)
+
 
 def iteration_line(it: dict, new_best: bool) -> str:
     if it.get("scores"):
-        outcome = (f"recovered {it['recovered']}/160 (above null {it['above_null']}, beyond "
-                   f"inputs {it['beyond_inputs']}), spike r {it['spike_corr']:.3f}"
-                   + (" — new best" if new_best else ""))
+        outcome = (f"recovered {fmt(it.get('recovered'))}/160 (above null "
+                   f"{fmt(it.get('above_null'))}, beyond inputs {fmt(it.get('beyond_inputs'))}),"
+                   f" spike r {fmt(it.get('spike_corr'))}" + (" — new best" if new_best else ""))
     else:
-        outcome = str(it.get("failure_kind"))
-    return f"#{it['number']:>3} {it['name']:<44} {it['status']:<8} {outcome}"
+        outcome = one_line(it.get("failure_kind"))
+    return (f"#{fmt(it.get('number')):>3} {one_line(it.get('name'), 80):<44} "
+            f"{one_line(it.get('status'), 20):<8} {outcome}")
 
 
 class PlainLines:
@@ -48,13 +65,13 @@ class PlainLines:
         elif kind == "phase":
             self.say(f"— {d['phase']} —")
         elif kind == "activity" and d["what"] == "training":
-            self.say(f"  training {d['name']} ({d['backend']} sandbox)")
+            self.say(f"  training {one_line(d.get('name'))} ({d['backend']} sandbox)")
         elif kind == "repair":
-            self.say(f"  repair {d['attempt']}: {d['feedback'].splitlines()[0][:200]}")
+            self.say(f"  repair {d['attempt']}: {_first_line(d.get('feedback'), 200)}")
         elif kind == "architect_failure":
             self.say(f"  architect {d['architect']} failed ({d['failures']} in a row): "
-                     f"{d['message']}" + ("; the offline architect takes over"
-                                          if d["fell_back"] else ""))
+                     f"{one_line(d.get('message'), 2000)}"
+                     + ("; the offline architect takes over" if d["fell_back"] else ""))
         elif kind == "recorded":
             self.say(iteration_line(d["iteration"], d["new_best"]))
 
@@ -82,22 +99,23 @@ class LiveView:
             s.update(run_id=d["run_id"], header=f"{d['architect']} architect · {d['backend']} "
                      f"sandbox · objective {d['objective']} ≥ {d['target']}",
                      max_expansions=d["max_expansions"])
-            self.console.print(f"run {d['run_id']} in {d['dir']}", highlight=False)
+            self.console.print(f"run {d['run_id']} in {one_line(d['dir'], 1000)}",
+                               highlight=False, markup=False)
         elif kind == "phase":
             s["phase"] = d["phase"]
         elif kind == "iteration":
             s.update(number=d["number"], name="", activity="proposing", epoch=None)
         elif kind == "activity":
-            s.update(activity=d["what"], name=d.get("name", s["name"]))
+            s.update(activity=d["what"], name=one_line(d.get("name", s["name"]), 80))
             if d["what"] == "training":
                 s["epoch"] = None
         elif kind == "epoch":
             s["epoch"] = d
         elif kind == "repair":
             s["activity"] = "repairing"
-            s["last"] = f"repair {d['attempt']}: {d['feedback'].splitlines()[0][:120]}"
+            s["last"] = f"repair {d['attempt']}: {_first_line(d.get('feedback'), 120)}"
         elif kind == "architect_failure":
-            s["last"] = f"architect {d['architect']} failed: {d['message'][:120]}"
+            s["last"] = f"architect {d['architect']} failed: {one_line(d.get('message'), 120)}"
         elif kind == "recorded":
             line = iteration_line(d["iteration"], d["new_best"])
             self.console.print(line, highlight=False, markup=False)
@@ -119,14 +137,14 @@ class LiveView:
             now = Table.grid(padding=(0, 1))
             now.add_row(Text(f"training {s['name']}"),
                         ProgressBar(total=max(ep["total"], 1), completed=ep["epoch"], width=30),
-                        Text(f"epoch {ep['epoch']}/{ep['total']}  train {ep['train_loss']:.4f}"
-                             f"  val {ep['val_loss']:.4f}"))
+                        Text(f"epoch {fmt(ep.get('epoch'))}/{fmt(ep.get('total'))}  train "
+                             f"{fmt(ep.get('train_loss'), 4)}  val {fmt(ep.get('val_loss'), 4)}"))
         grid.add_row("now", now)
         b = s["best"]
         grid.add_row("best", Text(
-            f"{b['name']}: recovered {b['recovered']}/160 (above null {b['above_null']}, "
-            f"beyond inputs {b['beyond_inputs']}), spike r {b['spike_corr']:.3f}"
-            if b else "nothing scored yet"))
+            f"{one_line(b.get('name'), 80)}: recovered {fmt(b.get('recovered'))}/160 (above "
+            f"null {fmt(b.get('above_null'))}, beyond inputs {fmt(b.get('beyond_inputs'))}), "
+            f"spike r {fmt(b.get('spike_corr'))}" if b else "nothing scored yet"))
         elapsed = (time.monotonic() - s["started"]) / 60
         grid.add_row("budget", Text(
             f"{s['hours']:.2f} h training · {s['expansions']}"

@@ -1,7 +1,12 @@
-"""The report's figures (matplotlib, headless), each returned as inline SVG text."""
+"""The report's figures (matplotlib, headless), each returned as inline SVG text.
+
+Labels are names the candidates chose: each is drawn as plain text (mathtext and TeX off,
+so `$…$` or a stray backslash is only a character), and every value is a validated number.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import re
@@ -13,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from agent import inert
 from descartes_core.variables import CATEGORIES
 
 plt.rcParams["svg.hashsalt"] = "descartes-agent"  # the same run, the same file
@@ -24,6 +30,26 @@ COLOURS = {"recovered": "#1f5fa8", "above_null": "#d07a12", "beyond_inputs": "#2
 
 
 _figures = itertools.count(1)
+# a label is text, never markup: no mathtext, no TeX; glyphs as paths, so no <text> either
+INERT = {"text.parse_math": False, "text.usetex": False, "svg.fonttype": "path"}
+
+
+def _inert(figure):
+    """Draw `figure` (creation and saving both) with labels that cannot be parsed."""
+    @functools.wraps(figure)
+    def draw(*args, **kwargs):
+        with matplotlib.rc_context(INERT):
+            return figure(*args, **kwargs)
+    return draw
+
+
+def _label(value, limit: int = 40) -> str:
+    return inert.text(value, limit, oneline=True)
+
+
+def _value(value) -> float:
+    n = inert.number(value)
+    return np.nan if n is None else float(n)
 
 
 def svg(fig) -> str:
@@ -38,40 +64,42 @@ def svg(fig) -> str:
     return re.sub(r'(url\(#|href="#)([^")]+)', rf"\1{prefix}\2", text)
 
 
-def _running_best(values: list[float | None]) -> list[float]:
+def _running_best(values: list) -> list[float]:
     best, out = -np.inf, []
-    for v in values:
+    for v in map(inert.number, values):
         if v is not None and v > best:
             best = v
         out.append(best if np.isfinite(best) else np.nan)
     return out
 
 
+@_inert
 def progress(rows: list[dict], target: int, input_recovered: int | None) -> str:
     """Best so far of the three counts and spike r, against iteration and training hours."""
-    n = [r["number"] for r in rows]
-    hours = np.cumsum([r.get("train_hours") or 0.0 for r in rows])
+    n = [inert.number(r.get("number")) or k + 1 for k, r in enumerate(rows)]
+    hours = np.cumsum([inert.number(r.get("train_hours")) or 0.0 for r in rows])
     fig, axes = plt.subplots(2, 2, figsize=(12, 6.4), sharey="row")
-    spike = [r.get("spike_corr") for r in rows]
+    spike = [inert.number(r.get("spike_corr")) for r in rows]
     for col, (x, label) in enumerate(((n, "iteration"), (hours, "training hours (cumulative)"))):
         ax = axes[0, col]
         for key, name in OBJECTIVES:
             ax.step(x, _running_best([r.get(key) for r in rows]), where="post",
                     color=COLOURS[key], label=f"best {name}")
         for kind, marker in (("template", "s"), ("expansion", "o")):
-            pts = [(xi, r["recovered"]) for xi, r in zip(x, rows, strict=True)
-                   if r.get("recovered") is not None
-                   and (r["architect"] == "template") == (kind == "template")]
+            pts = [(xi, inert.number(r.get("recovered"))) for xi, r in zip(x, rows, strict=True)
+                   if inert.number(r.get("recovered")) is not None
+                   and (r.get("architect") == "template") == (kind == "template")]
             if pts:
                 ax.scatter(*zip(*pts, strict=True), marker=marker, s=22, zorder=3,
                            color=COLOURS[kind], label=f"{kind}s (recovered)")
-        ax.axhline(target, ls="--", color="#b22222", lw=1, label=f"target {target}")
-        if input_recovered is not None:
+        ax.axhline(_value(target), ls="--", color="#b22222", lw=1,
+                   label=f"target {inert.fmt(target)}")
+        if inert.number(input_recovered) is not None:
             ax.axhline(input_recovered, ls=":", color="#555555", lw=1,
-                       label=f"input baseline {input_recovered}")
+                       label=f"input baseline {inert.fmt(input_recovered)}")
         ax.set_ylim(0, 165)
         ax = axes[1, col]
-        ax.plot(x, [np.nan if v is None else v for v in spike], "o", color="#444444", ms=4,
+        ax.plot(x, [_value(v) for v in spike], "o", color="#444444", ms=4,
                 label="each iteration")
         ax.step(x, _running_best(spike), where="post", color="#1f5fa8", label="best so far")
         ax.set_xlabel(label)
@@ -96,14 +124,21 @@ def variable_order(variables: list[dict]) -> list[int]:
     return sorted(range(len(variables)), key=key)
 
 
+@_inert
 def heatmap(rows: list[dict], variables: list[dict], threshold: float) -> str:
-    scored = [r for r in rows if r.get("scores")]
+    scored = [r for r in rows if isinstance(r.get("scores"), dict)]
     order = variable_order(variables)
-    m = np.array([[r["scores"]["correlations"][i] for i in order] for r in scored])
+
+    def correlations(r):
+        c = r["scores"].get("correlations")
+        c = c if isinstance(c, list) else []
+        return [_value(c[i]) if i < len(c) else np.nan for i in order]
+
+    m = np.array([correlations(r) for r in scored], dtype=float).reshape(len(scored), len(order))
     fig, ax = plt.subplots(figsize=(13, 0.9 + 0.32 * len(scored)))
     im = ax.imshow(m, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    ax.set_yticks(range(len(scored)), [f"#{r['number']} {r['name'][:30]}" for r in scored],
-                  fontsize=7)
+    ax.set_yticks(range(len(scored)), [f"#{inert.fmt(r.get('number'))} {_label(r.get('name'), 30)}"
+                                       for r in scored], fontsize=7)
     cats = [variables[i]["category"] for i in order]
     edges = [k for k in range(1, len(cats)) if cats[k] != cats[k - 1]]
     for e in edges:
@@ -119,14 +154,17 @@ def heatmap(rows: list[dict], variables: list[dict], threshold: float) -> str:
     return svg(fig)
 
 
+@_inert
 def categories(models: list[tuple[str, dict]], counts: dict[str, int]) -> str:
     """Recovered per category: the best model and each baseline side by side."""
     fig, ax = plt.subplots(figsize=(8, 3.4))
     width = 0.8 / max(1, len(models))
     x = np.arange(len(CATEGORIES))
     for k, (name, by_cat) in enumerate(models):
-        vals = [by_cat.get(c, 0) for c in CATEGORIES]
-        bars = ax.bar(x + (k - (len(models) - 1) / 2) * width, vals, width, label=name)
+        by_cat = by_cat if isinstance(by_cat, dict) else {}
+        vals = [inert.number(by_cat.get(c)) or 0 for c in CATEGORIES]
+        bars = ax.bar(x + (k - (len(models) - 1) / 2) * width, vals, width,
+                      label=_label(name, 60))
         ax.bar_label(bars, fontsize=7)
     ax.set_xticks(x, [f"{c} (of {counts.get(c, '?')})" for c in CATEGORIES])
     ax.set_ylabel("recovered variables")
@@ -135,13 +173,16 @@ def categories(models: list[tuple[str, dict]], counts: dict[str, int]) -> str:
     return svg(fig)
 
 
+@_inert
 def pareto(points: list[dict]) -> str:
     """Recovered against parameter count and against training time; the front marked."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, key, label, log in ((axes[0], "n_params", "parameters", True),
                                 (axes[1], "minutes", "training time (min)", False)):
-        pts = sorted((p[key], p["recovered"], p["name"]) for p in points
-                     if p.get(key) is not None)
+        pts = [(inert.number(p.get(key)), inert.number(p.get("recovered")),
+                _label(p.get("name"), 18)) for p in points]
+        pts = sorted((q for q in pts if None not in q[:2] and (q[0] > 0 or not log)),
+                     key=lambda q: q[:2])
         if not pts:
             continue
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#1f5fa8", s=24)
@@ -152,7 +193,7 @@ def pareto(points: list[dict]) -> str:
                 best = y
         ax.step(*zip(*front, strict=True), where="post", color="#d07a12", label="Pareto front")
         for x, y, name in pts:
-            ax.annotate(name[:18], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)
@@ -162,11 +203,18 @@ def pareto(points: list[dict]) -> str:
     return svg(fig)
 
 
+@_inert
 def training_curve(history: list[dict]) -> str:
+    """Train and validation loss per epoch, from what the sandbox reported (entries that
+    are not {epoch: number, ...} are left out; a loss that is not a number is a gap)."""
+    history = [h for h in history[:5000]
+               if isinstance(h, dict) and inert.number(h.get("epoch")) is not None]
+    if not history:
+        return "<p class=\"muted\">No training curve: the record holds no epochs.</p>"
     fig, ax = plt.subplots(figsize=(4.2, 2.4))
     ep = [h["epoch"] for h in history]
-    ax.plot(ep, [h.get("train") for h in history], "o-", ms=3, label="train")
-    ax.plot(ep, [h.get("val") for h in history], "o-", ms=3, label="validation")
+    ax.plot(ep, [_value(h.get("train")) for h in history], "o-", ms=3, label="train")
+    ax.plot(ep, [_value(h.get("val")) for h in history], "o-", ms=3, label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)

@@ -78,8 +78,9 @@ def standing(iterations: list[dict], objective: str) -> Standing:
         improved = score is not None and score > best_score
         if improved:
             s.best, best_score = it, score
-        family = (it.get("properties") or {}).get("family")
-        if family and not improved:
+        props = it.get("properties")  # the architect's own words: a family must be a name
+        family = props.get("family") if isinstance(props, dict) else None
+        if isinstance(family, str) and family and not improved:
             misses[family] += 1
         if it["architect"] == "template":
             s.templates_done |= {it["name"]}
