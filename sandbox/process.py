@@ -116,8 +116,8 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
     base = Path(sys.base_prefix).resolve()
     stdlib = Path(sysconfig.get_paths(vars={"base": str(base), "platbase": str(base)},
                                       scheme=sysconfig.get_default_scheme())["stdlib"])
-    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-            "--ro-bind", "/usr", "/usr"]
+    args = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
+            "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64"):  # merged-/usr systems link these into /usr
         target = Path("/") / link
         if target.is_symlink():
@@ -140,7 +140,8 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
     if lim.cuda:
         args += [a for dev in sorted(Path("/dev").glob("nvidia*"))
                  for a in ("--dev-bind", str(dev), str(dev))]
-    return [*args, "--ro-bind", str(job), JOB, "--bind", str(out), OUT, "--chdir", OUT]
+    return [*args, "--ro-bind", str(job), JOB, "--bind", str(out), OUT, "--remount-ro", "/",
+            "--chdir", OUT]
 
 
 def python_path(n_sites: int) -> str:
