@@ -90,7 +90,8 @@ def show(
     elif res and res.get("scores"):
         s = res["scores"]
         say(f"scores: recovered {s['recovered']}/160 (above null {s['above_null']}, beyond "
-             f"inputs {s['beyond_inputs']}), spike r {s['spike_corr']:.3f}; "
+             f"control {s.get('beyond_control')}, beyond inputs {s['beyond_inputs']}), "
+             f"spike r {s['spike_corr']:.3f}; "
              + ", ".join(f"{k} {v}" for k, v in s["by_category"].items()))
     elif res:
         say(f"training failed ({res.get('failure_kind')}): {res.get('failure_message')}")

@@ -227,7 +227,9 @@ class Report:
             by_category = ", ".join(f"{inert.text(k)} {inert.text(v)}"
                                     for k, v in _dict(s.get("by_category")).items())
             outcome = (f"recovered <b>{_fmt(s.get('recovered'))}/160</b>, above null "
-                       f"{_fmt(s.get('above_null'))}, beyond inputs "
+                       f"{_fmt(s.get('above_null'))}, beyond control "
+                       f"{_fmt(s.get('beyond_control'))} (the control recovers "
+                       f"{_fmt(s.get('control_recovered'))}), beyond inputs "
                        f"{_fmt(s.get('beyond_inputs'))}, spike r {_fmt(s.get('spike_corr'))}, "
                        f"CCA {_fmt(s.get('cca'))}; by category: {h(by_category)}")
             if r.get("failure_kind"):  # scored, but training was cut short
