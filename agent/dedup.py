@@ -19,9 +19,12 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 def source_hash(source: str) -> str:
-    """Hash of the AST without docstrings and comments; of the raw text if it does not parse."""
+    """Hash of the AST without docstrings and comments; of the raw text if it does not parse
+    (or cannot be read: NULs, lone surrogates, nesting too deep for the parser)."""
+    if not isinstance(source, str):
+        source = str(source)
     try:
         canon = ast.dump(_strip_docstrings(ast.parse(source)), annotate_fields=False)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         canon = source
-    return hashlib.sha256(canon.encode()).hexdigest()
+    return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()

@@ -73,6 +73,20 @@ CALL_DEFAULTS = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latenc
 JSON_FIELDS = ("properties", "scores", "attempts")
 
 
+def _text(value):
+    """A str that SQLite can store (lone surrogates become \\udXXX escapes); others as they are."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") \
+        if isinstance(value, str) else value
+
+
+def _json(value) -> str:
+    """JSON of a field; keys that cannot be sorted or stored are not a crash."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return json.dumps(value, skipkeys=True, default=repr)
+
+
 class Ledger:
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -101,9 +115,9 @@ class Ledger:
 
     def record_iteration(self, run_id: str, iteration: dict, calls: list[dict] = ()) -> None:
         """The iteration and its architect calls, all or nothing."""
-        row = {k: iteration.get(k) for k in ITERATION_FIELDS}
+        row = {k: _text(iteration.get(k)) for k in ITERATION_FIELDS}
         for k in JSON_FIELDS:
-            row[k] = json.dumps(row[k], sort_keys=True)
+            row[k] = _json(row[k])
         row["train_hours"] = row["train_hours"] or 0.0
         row["repairs"] = row["repairs"] or 0
         now = time.time()
@@ -118,7 +132,7 @@ class Ledger:
                     f"INSERT INTO architect_calls (run_id, iteration, {', '.join(CALL_FIELDS)}, "
                     f"created) VALUES (?, ?, {', '.join('?' * len(CALL_FIELDS))}, ?)",
                     (run_id, row["number"],
-                     *(call.get(k, CALL_DEFAULTS.get(k)) for k in CALL_FIELDS), now))
+                     *(_text(call.get(k, CALL_DEFAULTS.get(k))) for k in CALL_FIELDS), now))
             self.db.execute("UPDATE runs SET updated=? WHERE id=?", (now, run_id))
             self.db.execute("COMMIT")
         except BaseException:

@@ -212,6 +212,12 @@ class LLMArchitect:
         except ParseError as e:
             self.calls[-1]["error"] = f"parse: {e}"
             raise
+        except Exception as e:  # the parser is total; should it not be, a
+            # reply must still never kill the run (a resume would re-serve it for ever)
+            self.calls[-1]["error"] = f"parse: {type(e).__name__}"
+            raise ParseError(f"the reply could not be read ({type(e).__name__}): reply with a "
+                             "JSON header and one ```python block holding the whole file",
+                             reply.text if isinstance(reply.text, str) else "") from e
 
 
 def build(name: str, llm: LLMConfig | None, run_dir: Path, seed: int = 0,

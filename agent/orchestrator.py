@@ -74,7 +74,10 @@ class RunConfig:
     max_repairs: int = 2
     """Repairs of a candidate rejected by the parser, the policy or the shape check."""
     sandbox: str = "auto"
-    """auto, docker or process."""
+    """auto, docker or process (bubblewrap)."""
+    allow_degraded: bool = False
+    """Run candidates with less than full isolation when neither docker nor bubblewrap
+    works (never chosen silently)."""
     device: str = "auto"
     """Training device: auto (CUDA when present), cpu, cuda or cuda:N."""
     latent_dim: int = 64
@@ -110,7 +113,7 @@ class Orchestrator:
         self.ledger = Ledger(self.dir / "ledger.sqlite")
         self.ledger.start_run(self.run_id, asdict(cfg), ds.meta["fingerprint"])
         self.architect = architect or OfflineArchitect(cfg.seed)
-        self.backend = runner.resolve_backend(cfg.sandbox)
+        self.backend = runner.resolve_backend(cfg.sandbox, cfg.allow_degraded)
         self.evaluator = Evaluator(ds, backend=self.backend, latent_dim=cfg.latent_dim,
                                    threshold=cfg.threshold,
                                    train={"seed": cfg.seed, "device": cfg.device, **cfg.train})
@@ -151,8 +154,11 @@ class Orchestrator:
             check = self.evaluator.check(proposal.source)
         self.tried.add(digest)
         err = check["error"] or {}
-        return proposal, check, {"name": proposal.name, "source_hash": digest,
-                                 "kind": err.get("kind"), "message": err.get("message", "")[:1000]}
+        attempt = {"name": proposal.name, "source_hash": digest,
+                   "kind": err.get("kind"), "message": err.get("message", "")[:1000]}
+        if proposal.notes:  # what the parser ignored (a header's disagreeing properties)
+            attempt["notes"] = list(proposal.notes)
+        return proposal, check, attempt
 
     def _candidate(self, n: int, propose, max_repairs: int, architect: str | None = None) -> dict:
         attempts, feedback = [], None

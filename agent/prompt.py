@@ -2,9 +2,15 @@
 
 The reply is a JSON header (name, reasoning, properties) and one fenced Python
 block holding the whole model file. Parsing is forgiving about fences, prose
-around them and a missing header (the properties are then read from the
-source's PROPERTIES literal); a reply without code is a ParseError, which goes
-back to the architect like any other error.
+around them and a missing or unreadable header; a reply the loop cannot use (no
+code, a header that is JSON but not an object, a PROPERTIES literal that is not a
+dict of short plain strings, text that is not valid Unicode, code nested beyond
+reason) is a ParseError, which goes back to the architect like any other error.
+
+The parsers are total: any str gives a Proposal or a ParseError, never another
+exception. Properties come from the source's PROPERTIES literal only — a header
+that declares others is ignored, and the proposal says so in its notes and its
+reasoning. Names and reasoning are plain, capped text.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import ast
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +35,70 @@ KNOWN_RESULTS = (
     "by none of them.")
 
 
+MAX_REPLY = 500_000
+"""Characters of a reply; a longer one is a ParseError."""
+MAX_NAME = 80
+MAX_REASONING = 2000
+MAX_DEPTH = 100
+"""Nesting of the code's syntax tree (the templates reach 14); deeper is a ParseError, as
+the recursive checks downstream (policy, hashing, patterns) would overflow on it."""
+MAX_PROPERTIES = 64
+MAX_PROPERTY_CHARS = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def safe_text(text: object) -> str:
+    """`text` as a str that encodes to UTF-8: lone surrogates become \\udXXX escapes."""
+    if not isinstance(text, str):
+        text = str(text) if isinstance(text, (int, float)) else type(text).__name__
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def plain(text: object, limit: int, keep: str = "") -> str:
+    """Printable text: no control, format or surrogate characters (but those in `keep`),
+    at most `limit` characters; a non-str is the empty string."""
+    if not isinstance(text, str):
+        return ""
+    text = text[:limit * 4] if keep else " ".join(text[:limit * 4].split())
+    out = "".join(c for c in text if c in keep or not unicodedata.category(c).startswith("C"))
+    return out.strip()[:limit]
+
+
 class ParseError(Exception):
     """A reply the loop cannot use; the message is fed back to the architect."""
 
     def __init__(self, message: str, reply: str = ""):
-        super().__init__(message)
-        self.reply = reply
+        super().__init__(plain(safe_text(message), 2000, keep="\n"))
+        self.reply = safe_text(reply[:MAX_REPLY] if isinstance(reply, str) else "")
 
 
 @dataclass(frozen=True)
 class Proposal:
+    """A candidate. Whoever builds one, its fields are safe to store, print and commit:
+    plain capped name and reasoning, properties a dict of str to str, a source that
+    encodes to UTF-8."""
+
     name: str
     reasoning: str
-    properties: dict
+    properties: dict[str, str]
     source: str
+    notes: tuple[str, ...] = ()
+    """What the parser ignored or doubted (a header's disagreeing properties, say)."""
+
+    def __post_init__(self):
+        props = self.properties if isinstance(self.properties, dict) else {}
+        fields = {
+            "name": plain(self.name, MAX_NAME) or "unnamed",
+            "reasoning": plain(self.reasoning, MAX_REASONING, keep="\n\t"),
+            "properties": {k: v for k, v in props.items()
+                           if isinstance(k, str) and isinstance(v, str)},
+            "source": _SURROGATE.sub("\ufffd", self.source)
+            if isinstance(self.source, str) else "",
+            "notes": tuple(plain(n, 500) for n in self.notes if isinstance(n, str))
+            if isinstance(self.notes, (tuple, list)) else (),
+        }
+        for k, v in fields.items():
+            object.__setattr__(self, k, v)
 
 
 @dataclass(frozen=True)
@@ -115,14 +172,26 @@ def user_prompt(brief: Brief) -> str:
 
 
 def prompt_hash(system: str, user: str) -> str:
-    return hashlib.sha256(f"{system}\0{user}".encode()).hexdigest()
+    return hashlib.sha256(f"{system}\0{user}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _FENCE = re.compile(r"```([a-zA-Z]*)[ \t]*\n(.*?)```", re.S)
+_HEADER_END = re.compile(r"\}\s*(?=```)")
 
 
 def parse_reply(reply: str) -> Proposal:
     """The proposal in an architect's reply; ParseError with a reason otherwise."""
+    if not isinstance(reply, str):
+        raise ParseError(f"the reply is not text but {type(reply).__name__}")
+    if len(reply) > MAX_REPLY:
+        raise ParseError(f"the reply is {len(reply)} characters long, over {MAX_REPLY}: reply "
+                         "with a JSON header and one ```python block holding the whole file",
+                         reply)
+    bad = _SURROGATE.search(reply)
+    if bad:
+        raise ParseError(f"the reply is not valid Unicode: a lone surrogate "
+                         f"(U+{ord(bad.group()):04X}) at character {bad.start()}; reply with "
+                         "plain UTF-8 text", reply)
     blocks = _FENCE.findall(reply)
     code = [body for lang, body in blocks if lang.lower() in ("python", "py", "")
             and "class Model" in body]
@@ -130,35 +199,130 @@ def parse_reply(reply: str) -> Proposal:
         raise ParseError("the reply holds no fenced Python block with `class Model`: reply with "
                          "a JSON header and one ```python block holding the whole file", reply)
     source = code[-1].strip() + "\n"
+    props = _properties(source, reply)
+    meta, notes = _header(reply, blocks), []
+    if meta is None:
+        meta = {}
+        notes.append("the JSON header is not valid JSON and was ignored")
+    declared = meta.get("properties")
+    if declared is not None and not (isinstance(declared, dict) and all(
+            k in props and props[k] == v for k, v in declared.items())):
+        notes.append("the header's properties disagree with the source's PROPERTIES and were "
+                     "ignored: properties come from the source only")
+    name = plain(meta.get("name"), MAX_NAME) or props.get("family") or "unnamed"
+    reasoning = plain(meta.get("reasoning"), MAX_REASONING, keep="\n\t")
+    if notes:
+        suffix = "".join(f"\n[parser: {n}]" for n in notes)
+        reasoning = (reasoning[:MAX_REASONING - len(suffix)] + suffix).strip()
+    return Proposal(name, reasoning, props, source, tuple(notes))
+
+
+def _header(reply: str, blocks: list[tuple[str, str]]) -> dict | None:
+    """The JSON header: {} when there is none, None when it is not JSON; ParseError when it
+    is JSON but not an object."""
     header = None
     for lang, body in blocks:
         if lang.lower() == "json" or (not lang and body.lstrip().startswith("{")):
             header = body
             break
+    if header is None:  # a bare JSON object before the code: first "{" to a "}" before ```
+        start = reply.find("{")
+        end = _HEADER_END.search(reply, start) if start >= 0 else None
+        header = reply[start:end.end()] if end else None
     if header is None:
-        m = re.search(r"\{.*?\}\s*(?=```)", reply, re.S)  # a bare JSON object before the code
-        header = m.group(0) if m else None
-    meta = {}
-    if header is not None:
-        try:
-            meta = json.loads(header)
-        except json.JSONDecodeError:
-            meta = {}
-    props = meta.get("properties") if isinstance(meta.get("properties"), dict) else None
-    if props is None:
-        props = source_properties(source)
-    name = str(meta.get("name") or props.get("family") or "unnamed")[:80]
-    return Proposal(name, str(meta.get("reasoning") or "")[:2000], props, source)
-
-
-def source_properties(source: str) -> dict:
-    """The PROPERTIES literal of a source, read without running it ({} if absent)."""
+        return {}
     try:
-        for stmt in ast.parse(source).body:
-            if isinstance(stmt, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == "PROPERTIES" for t in stmt.targets):
-                value = ast.literal_eval(stmt.value)
-                return value if isinstance(value, dict) else {}
-    except (SyntaxError, ValueError):
-        pass
-    return {}
+        meta = json.loads(header)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(meta, dict):
+        raise ParseError(f"the JSON header must be an object with name, reasoning and "
+                         f"properties, not {_json_kind(meta)}", reply)
+    return meta
+
+
+def _json_kind(value) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _tree(source: str, reply: str = "") -> ast.Module | None:
+    """The source's syntax tree; None if it does not parse (the policy says why); a
+    ParseError if it cannot be read at all or nests deeper than MAX_DEPTH."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    except (ValueError, RecursionError, MemoryError) as e:  # surrogates, NULs, deep nesting
+        raise ParseError(f"the code cannot be read ({type(e).__name__}): write plain Python "
+                         f"nested at most {MAX_DEPTH} levels", reply) from None
+    level, depth = [tree], 1
+    while level:  # breadth first, without recursion: the depth is the number of levels
+        if depth > MAX_DEPTH:
+            raise ParseError(f"the code nests deeper than {MAX_DEPTH} levels: write plain, "
+                             "flat Python", reply)
+        below = []
+        for node in level:
+            for field in node._fields:
+                value = getattr(node, field, None)
+                if isinstance(value, list):
+                    below.extend(v for v in value if isinstance(v, ast.AST))
+                elif isinstance(value, ast.AST):
+                    below.append(value)
+        level, depth = below, depth + 1
+    return tree
+
+
+def _show(value) -> str:
+    try:
+        return ascii(value)[:60]
+    except Exception:  # a repr that fails is shown by its type
+        return type(value).__name__
+
+
+def _properties(source: str, reply: str = "") -> dict[str, str]:
+    tree = _tree(source, reply)
+    found: dict[str, str] = {}
+    for stmt in tree.body if tree else ():
+        if not (isinstance(stmt, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "PROPERTIES" for t in stmt.targets)):
+            continue
+        try:
+            value = ast.literal_eval(stmt.value)
+        except ValueError:  # not a literal: the policy says so
+            continue
+        except (TypeError, RecursionError, MemoryError) as e:  # an unhashable key, say
+            raise ParseError(f"PROPERTIES must be a literal dict of strings: line "
+                             f"{stmt.lineno} cannot be evaluated ({type(e).__name__}: "
+                             f"{_show(str(e))})", reply) from None
+        if not isinstance(value, dict):
+            continue
+        if len(value) > MAX_PROPERTIES:
+            raise ParseError(f"PROPERTIES has {len(value)} entries, over {MAX_PROPERTIES}",
+                             reply)
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ParseError(f"PROPERTIES must be a literal dict of strings: the key "
+                                 f"{_show(k)} is a {type(k).__name__}", reply)
+            if not isinstance(v, str):
+                raise ParseError(f"PROPERTIES must be a literal dict of strings: "
+                                 f"PROPERTIES[{_show(k)}] is a {type(v).__name__}", reply)
+            for text in (k, v):
+                if len(text) > MAX_PROPERTY_CHARS or any(
+                        unicodedata.category(c).startswith("C") for c in text):
+                    raise ParseError(f"PROPERTIES must hold short plain strings (at most "
+                                     f"{MAX_PROPERTY_CHARS} printable characters): "
+                                     f"{_show(text)}", reply)
+        found = value  # the last assignment, as Python (and the policy) would have it
+    return found
+
+
+def source_properties(source: str) -> dict[str, str]:
+    """The PROPERTIES literal of a source, read without running it: {} if absent, not a
+    literal dict or the source does not parse; ParseError if it is a dict but not of short
+    plain strings, or the source cannot be read at all."""
+    if not isinstance(source, str):
+        raise ParseError(f"the source is not text but {type(source).__name__}")
+    if _SURROGATE.search(source):
+        raise ParseError("the source is not valid Unicode (a lone surrogate)")
+    return _properties(source)

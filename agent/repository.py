@@ -57,9 +57,10 @@ class ModelRepository:
             self.repo.heads[branch].checkout(force=True)
         else:
             self.repo.create_head(branch, self.root).checkout(force=True)
-        for name, text in files.items():
-            (self.path / name).write_text(text)
+        for name, text in files.items():  # lone surrogates (never valid UTF-8) as escapes
+            (self.path / name).write_text(text, encoding="utf-8", errors="backslashreplace")
         self.repo.index.add(list(files))
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         return self.repo.index.commit(message, author=AUTHOR, committer=AUTHOR).hexsha
 
     def drop_after(self, number: int) -> list[str]:

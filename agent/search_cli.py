@@ -73,7 +73,12 @@ def run(
     templates: Annotated[str, typer.Option(
         help="Comma-separated templates of phase 1 ('' for none).")
     ] = "T0,T1,T2,T3,T4,T5,T6,T7,T8",
-    sandbox: Annotated[str, typer.Option(help="auto, docker or process.")] = "auto",
+    sandbox: Annotated[str, typer.Option(
+        help="auto (docker when an engine answers, else bubblewrap), docker or process "
+        "(bubblewrap).")] = "auto",
+    allow_degraded: Annotated[bool, typer.Option(
+        "--allow-degraded", help="Without docker and bubblewrap, run candidates with less "
+        "isolation (no network only) instead of stopping.")] = False,
     device: Annotated[str, typer.Option(
         help="Training device: auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of training and of the architect.")] = 0,
@@ -132,6 +137,7 @@ def run(
                         max_expansions=max_expansions, target=target,
                         objective=objective.replace("-", "_"), max_total_hours=max_total_hours,
                         max_cost=max_cost, max_repairs=max_repairs, sandbox=sandbox,
+                        allow_degraded=allow_degraded,
                         device=device, seed=seed, train=train)
         run_id = new_run_id()
     _search(cfg, ds, run_id, api_key)
