@@ -35,7 +35,9 @@ import builtins
 import functools
 import importlib
 import re
+import symtable
 import types
+import warnings
 from dataclasses import dataclass, field
 
 from RestrictedPython import compile_restricted_exec
@@ -44,14 +46,18 @@ from RestrictedPython.transformer import RestrictingNodeTransformer
 from descartes_core.contract import property_errors
 
 ALLOWED_MODULES = frozenset({
-    "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.fft", "torch.linalg",
-    "torch.special", "torch.autograd", "math", "typing", "dataclasses", "torchdiffeq",
+    "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.nn.utils",
+    "torch.nn.utils.parametrizations", "torch.nn.utils.parametrize", "torch.nn.utils.rnn",
+    "torch.fft", "torch.linalg", "torch.special", "torch.autograd", "torch.autograd.functional",
+    "torch.func", "torch.distributions", "torch.utils.checkpoint", "math", "typing",
+    "dataclasses", "torchdiffeq",
 })
 DEFAULT_IMPORTS = ALLOWED_MODULES
 LISTED = {
-    "typing": frozenset({"Any", "Callable", "Dict", "Final", "Iterable", "List", "Literal",
-                         "Mapping", "NamedTuple", "Optional", "Sequence", "Tuple", "Union"}),
-    "dataclasses": frozenset({"dataclass", "field"}),
+    "typing": frozenset({"Any", "Callable", "ClassVar", "Dict", "Final", "Iterable", "List",
+                         "Literal", "Mapping", "NamedTuple", "Optional", "Sequence", "Tuple",
+                         "Type", "Union", "cast"}),
+    "dataclasses": frozenset({"asdict", "dataclass", "field"}),
 }
 """Modules whose names are listed one by one (the rest expose every public name)."""
 DENIED_WORDS = frozenset({
@@ -63,15 +69,25 @@ DENIED_WORDS = frozenset({
 })
 """Words (split at underscores and case changes) that mark a module attribute as a file,
 process, compile, loader or device API: ``torch.load``, ``torch.from_file``, ..."""
+DENIED_NAMES = frozenset({"set_default_tensor_type"})
+"""Public module attributes that import whatever dotted name they are given."""
 OBJECT_DENIED = frozenset({
     "numpy", "tofile", "dump", "dumps", "save", "load", "loads", "storage", "untyped_storage",
     "share_memory_", "from_file", "format", "format_map", "mro", "f_globals", "f_locals",
     "f_back", "f_code", "f_builtins", "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame",
     "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "os", "sys",
     "builtins", "inspect", "subprocess", "importlib", "ctypes", "socket", "shutil", "pickle",
-    "serialization", "environ", "modules",
+    "serialization", "environ", "modules", "obj", "tb_lasti", "__traceback__",
 })
 ALLOWED_DUNDERS = frozenset({"__init__"})
+SPECIAL_METHODS = frozenset({
+    "__getattr__", "__getattribute__", "__setattr__", "__delattr__", "__init_subclass__",
+    "__class_getitem__", "__set_name__", "__reduce__", "__reduce_ex__", "__getstate__",
+    "__setstate__", "__del__", "__new__", "__get__", "__set__", "__delete__", "__prepare__",
+    "__instancecheck__", "__subclasscheck__", "__mro_entries__", "__format__",
+})
+"""Dunder methods a model may not define; any other (``__repr__``, ``__post_init__``,
+``__getitem__``, …) is ordinary."""
 DYNAMIC = frozenset({
     "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "dir",
     "getattr", "setattr", "delattr", "hasattr", "breakpoint", "memoryview", "exit", "quit",
@@ -93,6 +109,7 @@ BANNED_NODES = {
     ast.Await: "'await' is not allowed",
     ast.AsyncFor: "'async for' is not allowed",
     ast.AsyncWith: "'async with' is not allowed",
+    ast.Match: "'match' is not allowed",
 }
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
@@ -144,6 +161,8 @@ def _module_attribute(module: types.ModuleType, attr: str) -> tuple[object, str 
         return None, f"{where} is not allowed (from {module.__name__}: {', '.join(sorted(listed))})"
     if (word := denied_word(attr)) is not None:
         return None, f"{where} reaches outside the model ('{word}' APIs are not allowed)"
+    if attr in DENIED_NAMES:
+        return None, f"{where} imports modules by name and is not allowed"
     try:
         value = getattr(module, attr, _MISSING)
     except Exception:  # a lazy attribute that fails to load: not usable either way
@@ -166,6 +185,9 @@ class _ProjectTransformer(RestrictingNodeTransformer):
     def check_name(self, node, name, allow_magic_methods=False):
         if name is not None and name.startswith("_") and not name.startswith("__"):
             return  # single-underscore helpers and attributes are ordinary Python
+        if allow_magic_methods and name is not None and name.startswith("__") \
+                and name.endswith("__") and node.col_offset != 0:
+            return  # a method such as __repr__ or __post_init__ (the allow-list vets it)
         super().check_name(node, name, allow_magic_methods)
 
     def visit_Attribute(self, node):
@@ -196,34 +218,91 @@ def _restricted_python(source: str) -> list[Violation]:
     return out
 
 
-def _bound_names(tree: ast.AST) -> set[str]:
-    """Every name the source binds anywhere (scopes merged: the check is per name)."""
+def _unbound_references(source: str) -> set[str]:
+    """Names some scope reads that no scope of the source binds for it: builtins (or typos).
+
+    Python's own scoping (symtable), so a name bound in one function and read in another,
+    where it is the builtin, is caught."""
+    top = symtable.symtable(source, "<candidate>", "exec")
+    module = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    out, todo = set(), [top]
+    while todo:
+        table = todo.pop()
+        todo.extend(table.get_children())
+        for sym in table.get_symbols():
+            if sym.is_referenced() and not (sym.is_local() or sym.is_free()) \
+                    and sym.get_name() not in module:
+                out.add(sym.get_name())
+    return out
+
+
+def _own_private_names(tree: ast.AST) -> set[str]:
+    """Private attribute names the source itself defines: ``self._n = …``, ``def _step``."""
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-            names.add(node.id)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.add(node.name)
-        elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
-            names.add(node.name)
-    return names
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.ClassDef):
+            for stmt in node.body:
+                if isinstance(stmt, ast.FunctionDef):
+                    names.add(stmt.name)
+                for target in getattr(stmt, "targets", [getattr(stmt, "target", None)]):
+                    if isinstance(target, ast.Name):
+                        names.add(target.id)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+@functools.cache
+def _foreign_private_names() -> frozenset[str]:
+    """Private attribute names of the classes a model's objects come from (tensors, modules,
+    storages, functions, exceptions, …): a candidate's own private name may not be one."""
+    import torch
+
+    classes = [object, type, BaseException, types.FunctionType, types.MethodType,
+               types.GeneratorType, types.CodeType, types.FrameType, types.TracebackType,
+               torch.Tensor, torch.nn.Module, torch.nn.Parameter, torch.TypedStorage,
+               torch.UntypedStorage, torch.autograd.Function, torch.Generator]
+    for name in ALLOWED_MODULES - {"typing", "dataclasses"}:
+        classes += [v for v in vars(_module(name)).values() if isinstance(v, type)]
+    return frozenset(n for c in classes for n in dir(c) if n.startswith("_"))
+
+
+_FIELD = re.compile(r"{([^{}]*)}")
+
+
+def _plain_format_string(node: ast.expr) -> bool:
+    """A str literal whose fields name no attribute or item ("{0.__class__}", "{x[k]}")."""
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return False
+    return not any(ch in f.split(":")[0].split("!")[0] for f in _FIELD.findall(
+        node.value.replace("{{", "").replace("}}", "")) for ch in ".[")
 
 
 class _AllowList(ast.NodeVisitor):
-    def __init__(self, tree: ast.Module):
+    def __init__(self, tree: ast.Module, source: str):
         self.out: list[Violation] = []
-        self.bound = _bound_names(tree)
+        try:
+            self.unbound = _unbound_references(source)
+        except SyntaxError as e:  # what compile() would refuse: the source is rejected anyway
+            self.unbound = set()
+            self.flag(e, "syntax", f"syntax error: {e.msg}")
+        self.own_private = _own_private_names(tree)
         self.modules: dict[str, object] = {}  # import alias -> module or object it names
         self.parents: dict[int, ast.AST] = {}
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
                 self.parents[id(child)] = node
+        # every import first: a function above an import must not see a module as a local
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                self._import(node)
+            elif isinstance(node, ast.ImportFrom):
+                self._import_from(node)
+        shadowing = self.own_private & _foreign_private_names()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in shadowing:
+                self.flag(node, "private", f"'{node.attr}' is a private name of torch or "
+                                           "Python objects: name your own attributes apart")
 
     def flag(self, node, rule, message):
         self.out.append(Violation(getattr(node, "lineno", 0), getattr(node, "col_offset", 0),
@@ -241,14 +320,14 @@ class _AllowList(ast.NodeVisitor):
             self.flag(node, "import", f"'{name}' cannot be imported on this host")
             return None
 
-    def visit_Import(self, node):
+    def _import(self, node):
         for alias in node.names:
             module = self._allowed_module(node, alias.name)
             if module is not None:
                 root = alias.asname or alias.name.split(".")[0]
                 self.modules[root] = module if alias.asname else _module(root)
 
-    def visit_ImportFrom(self, node):
+    def _import_from(self, node):
         module = None if node.level else self._allowed_module(node, node.module or "")
         if node.level:
             self.flag(node, "import", "relative imports are not allowed")
@@ -269,7 +348,7 @@ class _AllowList(ast.NodeVisitor):
                                        "or attributes taken from strings, no dynamic code)")
         elif node.id.startswith("__"):
             self.flag(node, "dunder", f"'{node.id}' is not allowed in model code")
-        elif isinstance(node.ctx, ast.Load) and node.id not in self.bound \
+        elif isinstance(node.ctx, ast.Load) and node.id in self.unbound \
                 and node.id not in ALLOWED_BUILTINS:
             what = "is not an allowed builtin" if hasattr(builtins, node.id) else "is not defined"
             self.flag(node, "name", f"'{node.id}' {what}")
@@ -309,18 +388,18 @@ class _AllowList(ast.NodeVisitor):
             depth += 1
         if isinstance(value, types.ModuleType):
             self._no_bare_module(node, shown)
-        on_own_name = root is not None and root.id not in self.modules and len(attrs) == 1
-        for i, attr in enumerate(attrs[depth:], start=depth):
+        for attr in attrs[depth:]:
             if attr.startswith("__") and attr not in ALLOWED_DUNDERS:
                 self.flag(node, "dunder", f"attribute '{attr}' is not allowed "
                                           "(only __init__, as in super().__init__())")
-            elif attr in OBJECT_DENIED:
+            elif attr in OBJECT_DENIED and not (attr in ("format", "format_map") and
+                                                _plain_format_string(node.value)):
                 self.flag(node, "escape-hatch", f"'{shown}' reaches outside the model "
                                                 f"('.{attr}' is not allowed)")
-            elif attr.startswith("_") and not (on_own_name and i == 0) \
-                    and not attr.startswith("__"):
-                self.flag(node, "private", f"'{shown}': private attributes are allowed only "
-                                           "directly on your own names (self._x)")
+            elif attr.startswith("_") and not attr.startswith("__") \
+                    and (attr not in self.own_private or depth):
+                self.flag(node, "private", f"'{shown}': a private attribute is allowed only "
+                                           "if your own code defines it (self._x = …)")
         self.generic_visit(node)
 
     # annotations and statements -----------------------------------------------------------
@@ -336,6 +415,9 @@ class _AllowList(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node):
         self._annotation(node.returns)
+        if node.name in SPECIAL_METHODS:
+            self.flag(node, "dunder", f"defining '{node.name}' is not allowed (it changes how "
+                                      "Python looks up, copies or builds objects)")
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node):
@@ -408,6 +490,12 @@ def _module_checks(tree: ast.Module, out: list[Violation]) -> dict | None:
 def check(source: object, max_bytes: int = 200_000) -> Verdict:
     """Every violation of the policy in `source`; runs none of it. Total: any input gives a
     Verdict, never an exception."""
+    with warnings.catch_warnings():  # invalid escapes and the like are the source's own
+        warnings.simplefilter("ignore")
+        return _check(source, max_bytes)
+
+
+def _check(source: object, max_bytes: int) -> Verdict:
     if not isinstance(source, str):
         return Verdict([Violation(1, 0, "syntax", "the source is not text")])
     if len(source.encode("utf-8", "surrogatepass")) > max_bytes:
@@ -422,7 +510,7 @@ def check(source: object, max_bytes: int = 200_000) -> Verdict:
     except (RecursionError, MemoryError):
         return Verdict([Violation(1, 0, "size", "the source is nested too deeply")])
     try:
-        visitor = _AllowList(tree)
+        visitor = _AllowList(tree, source)
         visitor.visit(tree)
         out = visitor.out
         properties = _module_checks(tree, out)
@@ -431,4 +519,7 @@ def check(source: object, max_bytes: int = 200_000) -> Verdict:
         out += [v for v in _restricted_python(source) if (v.line, v.col) not in seen]
     except (RecursionError, MemoryError):
         return Verdict([Violation(1, 0, "size", "the source is nested too deeply")])
+    except (SyntaxError, ValueError, TypeError, OverflowError) as e:  # symtable, huge literals
+        return Verdict([Violation(1, 0, "syntax", f"unreadable source: {type(e).__name__}: "
+                                                 f"{(str(e).splitlines() or [''])[0][:200]}")])
     return Verdict(sorted(set(out), key=lambda v: (v.line, v.col, v.rule)), properties)

@@ -164,7 +164,7 @@ def _body_lines(*lines: str) -> str:
     # typing evaluates strings; only the listed names of typing and dataclasses
     (("y: 'torch.Tensor' = x",), "annotation", "string annotations"),
     (("import typing", "typing.get_type_hints(x)"), "escape-hatch", "not allowed (from typing"),
-    (("from dataclasses import asdict",), "import", "'dataclasses.asdict' is not allowed"),
+    (("from dataclasses import fields",), "import", "'dataclasses.fields' is not allowed"),
     (("undefined_thing(x)",), "name", "'undefined_thing' is not defined"),
 ])
 def test_bypasses_of_a_deny_list_are_refused(lines, rule, words):
@@ -228,3 +228,56 @@ def test_valid_idioms_of_llm_written_code_pass():
 def test_the_policy_is_total(source):
     verdict = check(source)
     assert not verdict.accepted and all(isinstance(v.message, str) for v in verdict.violations)
+
+
+RED_TEAM = {  # sources that passed an earlier version of the policy and ran shell commands
+    "a module from AttributeError.obj": """
+        try:
+            torch.set_default_tensor_type("os.nothing_here")
+        except AttributeError as e:
+            e.obj.system("id")""",
+    "a private helper on a local name": """
+        t = torch.zeros(1)
+        s = t._typed_storage()
+        s.type("os")""",
+    "a builtin bound in another scope": """
+        p = license
+        p._Printer__filenames = ["/etc/passwd"]""",
+}
+
+
+@pytest.mark.parametrize("name", list(RED_TEAM))
+def test_the_red_teams_bypasses_are_refused(name):
+    source = HEADER + "\n\ndef _unused(license=None):\n    return license\n\n\n" + \
+        "class Model(nn.Module):\n    def __init__(self, n_inputs, n_outputs, latent_dim):\n" + \
+        "        super().__init__()" + RED_TEAM[name] + "\n"
+    verdict = check(source)
+    assert not verdict.accepted, name
+
+
+def test_a_module_used_above_its_import_is_still_a_module():
+    source = HEADER.replace("import torch\n", "") + \
+        "\n\ndef _lib():\n    return torch\n\n\nimport torch\n\n\n" + \
+        "class Model(nn.Module):\n    pass\n"
+    verdict = check(source)
+    assert any(v.rule == "module" and v.line == source.splitlines().index("    return torch") + 1
+               for v in verdict.violations), [str(v) for v in verdict.violations]
+
+
+@pytest.mark.parametrize("code, ok", [
+    ("s = 'r={} t={:.2f}'.format(1, 2.0)", True),
+    ("s = '{0.__class__}'.format(x)", False),
+    ("s = '{x[0]}'.format(x=x)", False),
+    ("self._own = 1\n_ = self._own", True),
+    ("_ = x._version", False),
+])
+def test_plain_format_strings_and_own_private_names(code, ok):
+    assert check(_body(code)).accepted == ok, [str(v) for v in check(_body(code)).violations]
+
+
+def test_ordinary_dunder_methods_pass_and_special_ones_do_not():
+    ok = IDIOMS.replace("    def _step(self, h, u):",
+                        "    def __repr__(self):\n        return 'm'\n\n    def _step(self, h, u):")
+    assert check(ok).accepted, [str(v) for v in check(ok).violations]
+    bad = ok.replace("__repr__", "__getattr__")
+    assert any("'__getattr__' is not allowed" in v.message for v in check(bad).violations)
