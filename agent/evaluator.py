@@ -11,6 +11,8 @@ same evaluator, so a replayed score is computed exactly as the recorded one.
 
 from __future__ import annotations
 
+import numpy as np
+
 from descartes_core import baselines, controls, scoring
 from descartes_core.dataset import Dataset
 from sandbox import runner
@@ -54,10 +56,14 @@ class Evaluator:
             err = out.error or {"kind": "runtime", "message": "the sandbox returned no arrays"}
             return {**result, "status": "failed", "failure_kind": err["kind"],
                     "failure_message": err["message"]}
-        s = scoring.score(out.arrays["predictions"], out.arrays["latents"], self.ds.outputs,
-                          self.ds.biovars, self.ds.meta, threshold=self.threshold,
-                          null_latents=out.arrays["null_latents"], control_r=self.control_r,
-                          input_r=self.input_r)
+        try:
+            s = scoring.score(out.arrays["predictions"], out.arrays["latents"], self.ds.outputs,
+                              self.ds.biovars, self.ds.meta, threshold=self.threshold,
+                              null_latents=out.arrays["null_latents"],
+                              control_r=self.control_r, input_r=self.input_r)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
+            return {**result, "status": "failed", "failure_kind": "nan", "failure_message":
+                    f"its latents cannot be scored ({type(e).__name__}: {e})"[:500]}
         result.update(status="scored", scores=s.to_dict(), recovered=s.recovered,
                       above_null=s.above_null, beyond_inputs=s.beyond_inputs,
                       spike_corr=s.spike_corr)

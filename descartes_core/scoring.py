@@ -87,8 +87,8 @@ def cca_score(latents, biovars, split: dict, stride: int = 5,
     xm, ym = x_tr.mean(axis=0), y_tr.mean(axis=0)
 
     def whitener(a):
-        c = np.cov(a, rowvar=False)
-        c += CCA_REG * np.trace(c) / len(c) * np.eye(len(c))
+        c = np.atleast_2d(np.cov(a, rowvar=False))
+        c += CCA_REG * max(np.trace(c) / len(c), 1e-12) * np.eye(len(c))  # constant latents too
         vals, vecs = np.linalg.eigh(c)
         return vecs @ np.diag(1.0 / np.sqrt(vals)) @ vecs.T
 

@@ -98,6 +98,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("descartes_core", "sandbox")
 """What the worker imports of the project; the rest of the checkout stays outside."""
 SITE, CODE, JOB, OUT = "/opt/site", "/opt/descartes", "/job", "/out"
+TMP_MB = 256
+"""The private /tmp of a job (memory of the host's, so capped; docker's is 64 MB)."""
 VISIBLE = ("/usr", "/bin", "/lib", "/lib64", SITE, CODE, JOB, OUT, "/tmp", "/dev", "/proc")
 """Every top-level path a bwrap job can see, besides the interpreter's own folders."""
 
@@ -124,7 +126,7 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
             args += ["--symlink", os.readlink(target), str(target)]
         elif target.is_dir():
             args += ["--ro-bind", str(target), str(target)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_MB << 20), "--tmpfs", "/tmp"]
     if not interpreter().is_relative_to("/usr"):
         args += ["--ro-bind", str(interpreter()), str(interpreter())]
         for lib in sorted((base / "lib").glob("libpython*")):
@@ -132,7 +134,8 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
     if not stdlib.is_relative_to("/usr"):
         args += ["--ro-bind", str(stdlib), str(stdlib)]
     if (stdlib / "site-packages").is_dir():  # the base interpreter's own packages: not ours
-        args += ["--tmpfs", str(stdlib / "site-packages")]
+        args += ["--size", "4096", "--tmpfs", str(stdlib / "site-packages"),
+                 "--remount-ro", str(stdlib / "site-packages")]
     for i, site in enumerate(site_packages()):
         args += ["--ro-bind", site, SITE if i == 0 else f"{SITE}{i}"]
     for pkg in CODE_PACKAGES:
@@ -140,8 +143,8 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
     if lim.cuda:
         args += [a for dev in sorted(Path("/dev").glob("nvidia*"))
                  for a in ("--dev-bind", str(dev), str(dev))]
-    return [*args, "--ro-bind", str(job), JOB, "--bind", str(out), OUT, "--remount-ro", "/",
-            "--chdir", OUT]
+    return [*args, "--ro-bind", str(job), JOB, "--bind", str(out), OUT, "--remount-ro", "/dev",
+            "--remount-ro", "/", "--chdir", OUT]
 
 
 def python_path(n_sites: int) -> str:

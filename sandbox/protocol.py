@@ -13,9 +13,15 @@ class ``protocol``. Times that decide budgets are the host's, never the worker's
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import math
+import os
 import re
+import stat
+import struct
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +45,11 @@ FAILURE_KINDS = frozenset({
     "train_diverged", "verifier_failed", "protocol",
 })
 STOPPED_BY = frozenset({"time_budget", "early_stopping", "max_epochs", "failure"})
+MAX_MAGNITUDE = 1e8
+"""Largest |value| of a loss or an array element: far beyond any honest model's (rates are
+in Hz, latents feed a probe), small enough that scoring's sums stay finite."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn"}  # controls, bidi overrides, surrogates, unassigned
 
 
 class ProtocolError(Exception):
@@ -50,7 +60,9 @@ def text(value: object, cap: int = MAX_TEXT) -> str:
     """A plain, printable, capped str of any str-typed value; ProtocolError otherwise."""
     if type(value) is not str:
         raise ProtocolError(f"expected a string, got {type(value).__name__}")
-    return _CONTROL.sub("", value)[:cap]
+    value = _CONTROL.sub("", value[: 4 * cap])
+    return "".join(c for c in value if c in "\n\t" or unicodedata.category(c)
+                   not in _INVISIBLE)[:cap]
 
 
 def _opt_text(value: object, cap: int = MAX_TEXT) -> str | None:
@@ -65,7 +77,11 @@ def integer(value: object, lo: int, hi: int) -> int:
 
 def number(value: object, lo: float = -math.inf, hi: float = math.inf) -> float:
     """A finite float in [lo, hi] (JSON ints are accepted as numbers)."""
-    if type(value) not in (int, float) or not math.isfinite(value) or not lo <= value <= hi:
+    try:
+        ok = type(value) in (int, float) and math.isfinite(value) and lo <= value <= hi
+    except OverflowError:  # an int of a thousand digits
+        ok = False
+    if not ok:
         raise ProtocolError(f"expected a finite number in [{lo}, {hi}], got {_show(value)}")
     return float(value)
 
@@ -81,7 +97,44 @@ def choice(value: object, allowed: frozenset[str]) -> str:
 
 
 def _show(value: object) -> str:
+    if type(value) is int and abs(value) > 10**18:
+        return "a huge integer"
     return repr(value)[:60] if type(value) in (int, float, str, bool) else type(value).__name__
+
+
+def _loss(value: object) -> float | None:
+    return _opt_number(value, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+
+
+def open_regular(path: Path, max_bytes: int):
+    """`path` opened for reading if it is a plain file of at most `max_bytes`; None if absent.
+
+    Opened without following a link and without blocking (a FIFO or a link to a host
+    file is refused, never read); ProtocolError for anything but such a file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ProtocolError(f"{path.name} cannot be opened ({type(e).__name__})") from None
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+        f.close()
+        raise ProtocolError(f"{path.name} is not a plain file of at most {max_bytes} bytes")
+    return f
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of `path` (see open_regular), or None if absent."""
+    f = open_regular(path, max_bytes)
+    if f is None:
+        return None
+    with f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ProtocolError(f"{path.name} is over {max_bytes} bytes")
+    return data
 
 
 def exact_keys(d: object, required: set[str], optional: set[str] = frozenset()) -> dict:
@@ -163,9 +216,14 @@ _HISTORY_KEYS = {"epoch", "train", "val", "t"}
 def _history(value: object) -> list[dict]:
     if type(value) is not list or len(value) > MAX_HISTORY:
         raise ProtocolError(f"expected a list of at most {MAX_HISTORY} epochs")
-    return [_fields(exact_keys(h, _HISTORY_KEYS), {
-        "epoch": lambda v: integer(v, 1, MAX_HISTORY), "train": _opt_number,
-        "val": _opt_number, "t": lambda v: number(v, 0.0)}) for h in value]
+    rows = [_fields(exact_keys(h, _HISTORY_KEYS), {
+        "epoch": lambda v: integer(v, 1, MAX_HISTORY), "train": _loss, "val": _loss,
+        "t": lambda v: number(v, 0.0, 1e7)}) for h in value]
+    if [r["epoch"] for r in rows] != list(range(1, len(rows) + 1)):
+        raise ProtocolError("epochs must run 1, 2, 3, …")
+    if any(b["t"] < a["t"] for a, b in itertools.pairwise(rows)):
+        raise ProtocolError("epoch times must not go back")
+    return rows
 
 
 def _record(d: object, max_params: int) -> dict:
@@ -175,34 +233,35 @@ def _record(d: object, max_params: int) -> dict:
                        "train_loss", "val_loss", "wall_s", "short_segment_corr", "failure",
                        "failure_message", "stopped_by", "history"})
     strategies = frozenset(e.value for e in GradientStrategy)
-    return _fields(d, {
+    record = _fields(d, {
         "strategy": lambda v: choice(v, strategies),
         "device": lambda v: text(v, 32),
         "n_params": lambda v: integer(v, 0, max_params),
         "strategy_note": lambda v: _opt_text(v, 500),
         "epochs": lambda v: integer(v, 0, MAX_HISTORY),
-        "train_loss": _opt_number,
-        "val_loss": _opt_number,
-        "wall_s": lambda v: number(v, 0.0),  # the worker's own word; budgets use the host's
+        "train_loss": _loss,
+        "val_loss": _loss,
+        "wall_s": lambda v: number(v, 0.0, 1e7),  # the worker's word; budgets use the host's
         "short_segment_corr": lambda v: _opt_number(v, -1.0, 1.0),
         "failure": lambda v: None if v is None else choice(v, FAILURE_KINDS),
         "failure_message": _opt_text,
         "stopped_by": lambda v: None if v is None else choice(v, STOPPED_BY),
         "history": _history,
     })
+    if record["epochs"] != len(record["history"]):
+        raise ProtocolError(f"epochs {record['epochs']} but {len(record['history'])} in history")
+    return record
 
 
 def read_response(out: Path, task: str, *, latent_dim: int, max_params: int) -> Response | None:
     """The validated response in OUT; None when there is none (the worker crashed).
 
     ProtocolError when there is one and it breaks the protocol in any way."""
-    path = out / RESPONSE
-    if not path.is_file() or path.is_symlink():
+    data = read_regular(out / RESPONSE, MAX_RESPONSE_BYTES)
+    if data is None:
         return None
-    if path.stat().st_size > MAX_RESPONSE_BYTES:
-        raise ProtocolError(f"response over {MAX_RESPONSE_BYTES} bytes")
     try:
-        raw = json.loads(path.read_bytes(), parse_constant=_no_constant)
+        raw = json.loads(data, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ProtocolError(f"response is not JSON ({type(e).__name__})") from None
     d = exact_keys(raw, {"ok"}, {"error", "check", "record", "arrays"})
@@ -239,15 +298,20 @@ def read_arrays(out: Path, n: int, t: int, n_outputs: int, latent_dim: int
     """The rollout arrays, checked in the zip directory before decompression, then exact."""
     want = {"predictions": (n, t, n_outputs), "latents": (n, t, latent_dim),
             "null_latents": (n, t, latent_dim)}
-    path = out / ARRAYS
-    if not path.is_file() or path.is_symlink():
+    limit = sum(4 * math.prod(s) for s in want.values()) + 3 * NPY_HEADER_SLACK + (1 << 16)
+    f = open_regular(out / ARRAYS, limit)
+    if f is None:
         raise ProtocolError("the response promised arrays but there are none")
-    limit = sum(4 * math.prod(s) for s in want.values()) + 3 * NPY_HEADER_SLACK
-    if path.stat().st_size > limit + (1 << 16):
-        raise ProtocolError(f"arrays file over {limit} bytes")
+    with f:
+        return _read_zip(f, want)
+
+
+def _read_zip(f, want: dict[str, tuple]) -> dict[str, np.ndarray]:
+    if _zip_entries(f) != len(want):  # before zipfile reads a directory of any size
+        raise ProtocolError(f"arrays file does not hold exactly {len(want)} arrays")
     got = {}
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(f) as z:
             infos = z.infolist()
             names = sorted(i.filename for i in infos)
             if names != sorted(f"{k}.npy" for k in want):
@@ -267,13 +331,15 @@ def read_arrays(out: Path, n: int, t: int, n_outputs: int, latent_dim: int
                     if dtype != np.dtype("<f4") or shape != want[key] or fortran:
                         raise ProtocolError(f"{key} is {dtype} {shape}, expected float32 "
                                             f"{want[key]}")
-                    data = f.read(4 * math.prod(shape) + 1)
-                if len(data) != 4 * math.prod(shape):
-                    raise ProtocolError(f"{key} holds {len(data)} bytes of data, expected "
-                                        f"{4 * math.prod(shape)}")
-                a = np.frombuffer(data, dtype="<f4").reshape(shape)
+                    a = np.empty(shape, dtype="<f4")
+                    got_bytes = f.readinto(memoryview(a).cast("B"))
+                    if got_bytes != a.nbytes or f.read(1):
+                        raise ProtocolError(f"{key} does not hold exactly {a.nbytes} bytes "
+                                            "of data")
                 if not np.isfinite(a).all():
                     raise ProtocolError(f"{key} holds NaN or infinite values")
+                if np.abs(a).max(initial=0.0) > MAX_MAGNITUDE:
+                    raise ProtocolError(f"{key} holds values beyond ±{MAX_MAGNITUDE:g}")
                 got[key] = a
     except ProtocolError:
         raise
@@ -294,6 +360,31 @@ def finite_or_none(value):
     return value
 
 
+def _zip_entries(f) -> int:
+    """The entry count in a zip's end-of-directory record (no comment allowed); -1 if none."""
+    size = f.seek(0, io.SEEK_END)
+    if size < 22:
+        return -1
+    f.seek(size - 22)
+    eocd = f.read(22)
+    if eocd[:4] != b"PK\x05\x06" or eocd[-2:] != b"\0\0":
+        return -1
+    count = struct.unpack("<H", eocd[10:12])[0]
+    if count == 0xFFFF and size >= 42:  # zip64: the count lives in the zip64 end record
+        f.seek(size - 42)
+        loc = f.read(20)
+        if loc[:4] != b"PK\x06\x07":
+            return -1
+        offset = struct.unpack("<Q", loc[8:16])[0]
+        if offset > size - 56:
+            return -1
+        f.seek(offset)
+        rec = f.read(56)
+        count = struct.unpack("<Q", rec[32:40])[0] if rec[:4] == b"PK\x06\x06" else -1
+    f.seek(0)
+    return count
+
+
 def read_progress_line(line: bytes) -> dict | None:
     """One epoch line of the progress log, or None; only bounded numbers pass."""
     try:
@@ -301,6 +392,7 @@ def read_progress_line(line: bytes) -> dict | None:
                        {"epoch", "total", "train_loss", "val_loss"})
         return {"epoch": integer(d["epoch"], 0, MAX_HISTORY),
                 "total": integer(d["total"], 0, MAX_HISTORY),
-                "train_loss": number(d["train_loss"]), "val_loss": number(d["val_loss"])}
-    except (ProtocolError, ValueError, RecursionError):
+                "train_loss": number(d["train_loss"], -MAX_MAGNITUDE, MAX_MAGNITUDE),
+                "val_loss": number(d["val_loss"], -MAX_MAGNITUDE, MAX_MAGNITUDE)}
+    except Exception:  # a progress line is a courtesy: whatever is wrong with it, skip it
         return None

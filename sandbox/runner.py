@@ -8,6 +8,7 @@ else is a failed candidate with a class and a message, never an exception.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from sandbox.process import Limits
 
 MAX_LATENT_DIM = 1024
 MAX_PARAMS = 5_000_000
+MAX_OUTPUT_ENTRIES = 64
+"""Files and folders a job may leave in its output folder (it needs three)."""
 N_OUTPUTS = 20
 CHECK_LIMITS = Limits(timeout_s=45.0)
 """A shape check imports torch (1–2 s), builds the model and runs a few short batches:
@@ -118,19 +121,53 @@ class SandboxError(Exception):
     """The sandbox itself cannot run (not a candidate's fault)."""
 
 
-class _Progress:
-    """Reads the worker's epoch lines as they come; untrusted, so only numbers pass."""
+class OutputOverflow(Exception):
+    """The job wrote more into its output folder than its limits allow."""
 
-    def __init__(self, path: Path, report: Callable[[dict], None]):
-        self.path, self.report, self.offset = path, report, 0
+
+class _Watch:
+    """Called while the worker runs: reads its epoch lines as they come (untrusted, so only
+    numbers pass) and, once a second, stops a job whose output folder outgrows its limit
+    (the file-size limit caps each file, not how many there are)."""
+
+    def __init__(self, out: Path, lim: Limits, report: Callable[[dict], None] | None):
+        self.path, self.report, self.offset = out / protocol.PROGRESS, report, 0
+        self.out, self.max_bytes, self.next_scan = out, lim.file_mb << 20, 0.0
 
     def __call__(self) -> None:
+        if time.monotonic() >= self.next_scan:
+            self.next_scan = time.monotonic() + 1.0
+            self._scan()
+        if self.report is not None:
+            self._progress()
+
+    def _scan(self) -> None:
+        total, count, todo = 0, 0, [self.out]
+        while todo:
+            try:
+                entries = list(os.scandir(todo.pop()))
+            except OSError:
+                continue
+            for e in entries:
+                count += 1
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(Path(e.path))
+                else:
+                    total += e.stat(follow_symlinks=False).st_size
+                if count > MAX_OUTPUT_ENTRIES or total > self.max_bytes:
+                    raise OutputOverflow(f"wrote more than {MAX_OUTPUT_ENTRIES} entries or "
+                                         f"{self.max_bytes >> 20} MiB into its output folder")
+
+    def _progress(self) -> None:
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read(1 << 16)
-        except OSError:
+            f = protocol.open_regular(self.path, 1 << 40)
+        except protocol.ProtocolError:
             return
+        if f is None:
+            return
+        with f:
+            f.seek(self.offset)
+            chunk = f.read(1 << 16)
         lines = chunk.split(b"\n")[:-1]  # a line still being written waits for next time
         self.offset += sum(len(line) + 1 for line in lines)
         if lines and (d := protocol.read_progress_line(lines[-1])) is not None:
@@ -138,7 +175,7 @@ class _Progress:
 
 
 def _run_worker(backend: str, job: Path, out: Path, lim: Limits, level: str | None,
-                tick: Callable[[], None] | None) -> tuple[int, str, str, bool]:
+                tick: Callable[[], None]) -> tuple[int, str, str, bool]:
     if backend == "docker":
         from sandbox import docker_backend
 
@@ -164,23 +201,30 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
     of the host's but the interpreter and the code (sandbox.process, sandbox.docker_backend).
     """
     latent_dim = int(config.get("latent_dim", 64))
-    with tempfile.TemporaryDirectory(prefix="descartes-job-") as tmp:
-        job, out = Path(tmp) / "job", Path(tmp) / "out"
+    tmp = Path(tempfile.mkdtemp(prefix="descartes-job-"))
+    try:
+        job, out = tmp / "job", tmp / "out"
         job.mkdir()
         out.mkdir()
         protocol.write_request(job, task, source, {"max_params": MAX_PARAMS, **config})
         if arrays:
             np.savez(job / protocol.ARRAYS, **arrays)
-        tick = _Progress(out / protocol.PROGRESS, progress) if progress else None
+        watch = _Watch(out, lim, progress)
         start = time.monotonic()
-        rc, tail, isolation, timed_out = _run_worker(backend, job, out, lim, level, tick)
+        overflow = None
+        try:
+            rc, tail, isolation, timed_out = _run_worker(backend, job, out, lim, level, watch)
+        except OutputOverflow as e:  # the backend killed the worker on its way out
+            rc, tail, isolation, timed_out, overflow = -9, "", backend, False, str(e)
         wall = time.monotonic() - start
-        if tick is not None:
-            tick()  # the epochs written after the last poll
 
         def failed(kind, message):
             return _failed(task, isolation, kind, message, tail, wall)
 
+        if overflow:
+            return failed("runtime", f"stopped: {overflow}")
+        if progress is not None:
+            watch._progress()  # the epochs written after the last poll
         if timed_out:
             return failed("timeout", f"killed after the {lim.timeout_s:.0f} s wall-clock limit")
         try:
@@ -190,12 +234,17 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
                 kind = "oom" if rc in (-9, 137) or "MemoryError" in tail else "runtime"
                 return failed(kind, f"the worker exited with code {rc} and "
                                     f"{'no' if response is None else 'a'} response")
+            if response.record is not None and response.record["wall_s"] > wall + 5.0:
+                raise protocol.ProtocolError(f"the worker claims {response.record['wall_s']:.0f}"
+                                             f" s of training in a job of {wall:.0f} s")
             got = {}
             if response.arrays:
                 n, t, _ = arrays["inputs"].shape
                 got = protocol.read_arrays(out, n, t, N_OUTPUTS, latent_dim)
         except protocol.ProtocolError as e:
             return failed("protocol", f"the sandbox's response breaks the protocol: {e}")
+    finally:  # rm copes with any depth of folders a candidate left; shutil.rmtree recurses
+        subprocess.run(["rm", "-rf", "--", str(tmp)], check=False)
     error = response.error and {"kind": response.error.kind, "message": response.error.message}
     record = response.record
     if record is not None:

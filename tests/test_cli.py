@@ -136,7 +136,7 @@ def test_baselines_on_a_tiny_dataset(monkeypatch, capsys, tmp_path):
                        "--duration-ms", "120", "--seed", "1")
     assert code == 0, err
     code, out, err = run(monkeypatch, capsys, "baselines", "--data-dir", str(data),
-                         "--time-budget", "0.01", "--max-epochs", "2", "--json")
+                         "--time-budget", "0.05", "--max-epochs", "2", "--json")
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
     assert list(rows) == ["volterra_laguerre", "lstm", "plain_node"]

@@ -194,6 +194,8 @@ def test_a_forged_record_and_an_npz_bomb_are_a_protocol_failure(backend):
     ({"n_params": "FORGED"}, "n_params"), ({"wall_s": -3.6e9}, "wall_s"),
     ({"history": [{"epoch": 1, "train": 0.1, "val": 0.1, "t": 0, "x": 1}]}, "unknown keys"),
     ({"strategy": "gradient descent"}, "expected one of"), ({"device": ["cpu"]}, "string"),
+    ({"epochs": 0}, "epochs 0 but 1 in history"), ({"val_loss": -1e308}, "val_loss"),
+    ({"history": [{"epoch": 99999, "train": 0.1, "val": 0.1, "t": 0}]}, "epochs must run"),
 ])
 def test_each_out_of_schema_field_is_named(tmp_path, record_patch, words):
     from sandbox import protocol
@@ -201,7 +203,8 @@ def test_each_out_of_schema_field_is_named(tmp_path, record_patch, words):
     record = {"strategy": "direct", "device": "cpu", "n_params": 10, "strategy_note": None,
               "epochs": 1, "train_loss": 0.1, "val_loss": 0.1, "wall_s": 1.0,
               "short_segment_corr": None, "failure": None, "failure_message": None,
-              "stopped_by": "max_epochs", "history": []}
+              "stopped_by": "max_epochs",
+              "history": [{"epoch": 1, "train": 0.1, "val": 0.1, "t": 0.5}]}
     good = {"ok": True, "record": record, "arrays": False}
     (tmp_path / protocol.RESPONSE).write_text(json.dumps(good))
     assert protocol.read_response(tmp_path, "evaluate", latent_dim=8, max_params=100).ok
@@ -215,7 +218,7 @@ def test_arrays_are_checked_before_they_are_decompressed(tmp_path):
     from sandbox import protocol
 
     (tmp_path / protocol.ARRAYS).write_bytes(_bomb())
-    with pytest.raises(protocol.ProtocolError, match="arrays file over"):
+    with pytest.raises(protocol.ProtocolError, match="plain file of at most"):
         protocol.read_arrays(tmp_path, 4, 10, 20, 8)
     names = [f"{k}.npy" for k in protocol.ARRAY_NAMES]
     (tmp_path / protocol.ARRAYS).write_bytes(_bomb(4, names))  # small enough to pass the file
@@ -228,3 +231,52 @@ def test_arrays_are_checked_before_they_are_decompressed(tmp_path):
     np.savez(tmp_path / protocol.ARRAYS, **{**good, "latents": good["latents"][:, :, :4]})
     with pytest.raises(protocol.ProtocolError, match="expected float32"):
         protocol.read_arrays(tmp_path, 4, 10, 20, 8)
+
+
+HOSTILE_OUTPUTS = {
+    "a FIFO for the progress log": 'os.mkfifo("/out/progress.jsonl")\nos._exit(0)',
+    "a link to a host file": 'os.symlink("/etc/shadow", "/out/response.json")\nos._exit(0)',
+    "a huge integer": 'open("/out/response.json", "w").write(\'{"ok": true, "check": '
+                      '{"n_params": 1, "forward_ms": 1\' + "0" * 400 + \', "latent_dim": 8, '
+                      '"grad_fraction": 1, "roundtrip_error": 0, "warnings": []}}\')\n'
+                      'open("/out/progress.jsonl", "w").write(\'{"epoch": 1\' + "0" * 400 + '
+                      '\', "total": 1, "train_loss": 1, "val_loss": 1}\\n\')\nos._exit(0)',
+    "folders 3000 deep": 'for _ in range(3000):\n    os.mkdir("d")\n    os.chdir("d")\n'
+                         'os._exit(0)',
+    "a thousand files": 'for i in range(1000):\n    open(f"/out/f{i}", "w").write("x")\n'
+                        'import time\ntime.sleep(30)',
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_OUTPUTS))
+def test_hostile_outputs_fail_the_candidate_not_the_host(backend, name):
+    marker = uuid.uuid4().hex
+    src = candidate(f"import os  # {marker}\nos.chdir('/out')\n" + HOSTILE_OUTPUTS[name])
+    epochs = []
+    out = runner.run_job("check", src, {"latent_dim": 8}, None, Limits(timeout_s=20.0),
+                         backend=backend, progress=epochs.append)
+    assert not out.ok and out.error["kind"] in ("protocol", "runtime"), out.error
+    assert out.wall_s < 20.0 and not epochs
+    left = [p for p in Path("/tmp").glob("descartes-job-*/job/request.json")
+            if marker in p.read_text(errors="replace")]
+    assert not left  # its folder is gone, however deep
+
+
+def test_the_private_tmp_of_bwrap_is_capped():
+    if process.isolation_level() != "bwrap":
+        pytest.skip("bubblewrap is not installed")
+    src = candidate(f"open('/tmp/big', 'wb').write(bytes({process.TMP_MB + 16} << 20))")
+    out = runner.run_job("check", src, {"latent_dim": 8}, None, FAST, backend="process")
+    assert not out.ok and "No space left" in out.error["message"], out.error
+
+
+def test_a_zip_directory_of_a_million_entries_is_never_parsed(tmp_path):
+    from sandbox import protocol
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i in range(20000):
+            z.writestr(f"{i}", b"")
+    (tmp_path / protocol.ARRAYS).write_bytes(buf.getvalue())
+    with pytest.raises(protocol.ProtocolError, match="exactly 3 arrays"):
+        protocol.read_arrays(tmp_path, 256, 200, 20, 64)
