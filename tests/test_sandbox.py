@@ -51,10 +51,22 @@ class Model(nn.Module):
 
 
 @pytest.fixture
-def sentinel(tmp_path):
-    path = tmp_path / "sentinel"
-    yield path
-    assert not path.exists(), "a candidate wrote on the host"
+def sentinel():
+    """Where a breach would land: a folder of the checkout, open to anyone (/tmp, which
+    both backends replace, could never show one)."""
+    import uuid
+
+    from sandbox.process import PROJECT_ROOT
+
+    folder = PROJECT_ROOT / f".sentinel-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    folder.chmod(0o777)
+    path = folder / "sentinel"
+    try:
+        yield path
+        assert not path.exists(), "a candidate wrote on the host"
+    finally:
+        shutil.rmtree(folder)
 
 
 @pytest.fixture
@@ -95,6 +107,15 @@ def test_writing_on_the_host_is_contained(backend, code, sentinel):
     src = candidate(code.format(p=sentinel))
     assert not policy.check(src).accepted  # the first line says no …
     run(backend, src)  # … and the sandbox holds when bypassed (the fixture checks the sentinel)
+
+
+def test_without_isolation_the_sentinel_is_hit(sentinel):
+    """The same writer, run with nothing but limits, does land: the sentinel can fail."""
+    src = candidate(f"open({str(sentinel)!r}, 'w').write('pwned')")
+    runner.run_job("check", src, {"latent_dim": 8}, None, FAST, level="limits-only",
+                   backend="degraded")
+    assert sentinel.read_text() == "pwned"
+    sentinel.unlink()
 
 
 def test_no_network_reaches_the_host(backend, listener):
