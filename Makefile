@@ -30,7 +30,7 @@ sandbox-tools:
 			{ apt-get update -qq >/dev/null && apt-get install -y -qq $$pkg >/dev/null; } || true; \
 	done
 	@command -v bwrap >/dev/null 2>&1 || \
-		echo "bubblewrap missing: the process sandbox runs with degraded isolation"
+		echo "bubblewrap missing: --sandbox process stops (docker, or --allow-degraded, still run)"
 
 # The report's test renders it in headless Chromium; as root (CI), install Debian's package.
 report-tools:

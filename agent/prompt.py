@@ -142,8 +142,9 @@ def _row(it: dict) -> str:
     s = it.get("scores") or {}
     cats = s.get("by_category", {})
     return (f"- {it['name']} ({', '.join(f'{k}={v}' for k, v in it['properties'].items())}): "
-            f"recovered {s.get('recovered')}/160, above null {s.get('above_null')}, beyond inputs "
-            f"{s.get('beyond_inputs')}, spike r {s.get('spike_corr', 0):.3f}; "
+            f"recovered {s.get('recovered')}/160, above null {s.get('above_null')}, beyond "
+            f"control {s.get('beyond_control')}, beyond inputs {s.get('beyond_inputs')}, "
+            f"spike r {s.get('spike_corr', 0):.3f}; "
             + ", ".join(f"{k} {v}" for k, v in cats.items()))
 
 
