@@ -10,7 +10,7 @@ setup: $(SYNCED)
 
 $(SYNCED): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 # The main job on the embedded default: the search loop, offline architect, tiny data, CPU.

@@ -4,7 +4,9 @@
 
 The peer is the floor of any fresh-process check: importing torch in a new
 interpreter, measured in the same run. A check adds the static policy, process or
-container start-up, building the model and a forward and backward pass.
+container start-up, building the model and a forward and backward pass. For docker a
+second peer, the same bare import in the sandbox image as the sandbox's user, separates
+what the container costs from what our check costs inside it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,33 @@ def main() -> None:
         once()  # warm page cache (and the image for docker)
         t = timed(once, a.repeats)
         print(f"{backend:<8} check of {a.template}: {t:.2f} s = {t / peer:.2f}× import torch")
+        if backend == "docker":
+            inside = timed(lambda: _bare_import_in_the_image(), a.repeats)
+            print(f"         bare import torch in the image as user nobody: {inside:.2f} s; "
+                  f"the check = {t / inside:.2f}× that")
+
+
+def _bare_import_in_the_image() -> None:
+    import tempfile
+    from pathlib import Path
+
+    from sandbox import docker_backend
+    from sandbox.process import python_path, site_packages
+
+    c = runner.docker_client()
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "job", Path(tmp) / "out"
+        job.mkdir()
+        out.mkdir()
+        box = c.containers.create(
+            docker_backend.image_tag(), ["python3", "-s", "-c", "import torch"],
+            network_mode="none", user="65534:65534", volumes=docker_backend._mounts(job, out),
+            environment={"PYTHONPATH": python_path(len(site_packages())), "HOME": "/tmp"})
+        try:
+            box.start()
+            assert box.wait()["StatusCode"] == 0
+        finally:
+            box.remove(force=True)
 
 
 if __name__ == "__main__":
