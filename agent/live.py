@@ -37,9 +37,11 @@ def _first_line(value, limit: int) -> str:
 
 def iteration_line(it: dict, new_best: bool) -> str:
     if it.get("scores"):
+        s = it["scores"] if isinstance(it["scores"], dict) else {}
         outcome = (f"recovered {fmt(it.get('recovered'))}/160 (above null "
-                   f"{fmt(it.get('above_null'))}, beyond inputs {fmt(it.get('beyond_inputs'))}),"
-                   f" spike r {fmt(it.get('spike_corr'))}" + (" — new best" if new_best else ""))
+                   f"{fmt(it.get('above_null'))}, beyond control {fmt(s.get('beyond_control'))}"
+                   f", beyond inputs {fmt(it.get('beyond_inputs'))}), spike r "
+                   f"{fmt(it.get('spike_corr'))}" + (" — new best" if new_best else ""))
     else:
         outcome = one_line(it.get("failure_kind"))
     return (f"#{fmt(it.get('number')):>3} {one_line(it.get('name'), 80):<44} "
