@@ -18,7 +18,6 @@ import itertools
 import json
 import math
 import os
-import re
 import stat
 import struct
 import unicodedata
@@ -48,7 +47,6 @@ STOPPED_BY = frozenset({"time_budget", "early_stopping", "max_epochs", "failure"
 MAX_MAGNITUDE = 1e8
 """Largest |value| of a loss or an array element: far beyond any honest model's (rates are
 in Hz, latents feed a probe), small enough that scoring's sums stay finite."""
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 _INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn"}  # controls, bidi overrides, surrogates, unassigned
 
 
@@ -60,8 +58,7 @@ def text(value: object, cap: int = MAX_TEXT) -> str:
     """A plain, printable, capped str of any str-typed value; ProtocolError otherwise."""
     if type(value) is not str:
         raise ProtocolError(f"expected a string, got {type(value).__name__}")
-    value = _CONTROL.sub("", value[: 4 * cap])
-    return "".join(c for c in value if c in "\n\t" or unicodedata.category(c)
+    return "".join(c for c in value[: 4 * cap] if c in "\n\t" or unicodedata.category(c)
                    not in _INVISIBLE)[:cap]
 
 

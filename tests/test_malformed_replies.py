@@ -6,12 +6,11 @@ fed back to the architect as a repair."""
 
 import json
 import sqlite3
-import sys
 
-import pytest
 from llm_server import Server
+from test_cli import run
 
-from agent import cli, llm, runs
+from agent import llm, runs
 from agent.offline import OfflineArchitect
 from agent.prompt import Brief
 from descartes_core.dataset import SimulationSpec, cached_or_simulated
@@ -33,15 +32,6 @@ MALFORMED = {
     "lone surrogate": (f'```json\n{{"name": "x\ud800", "reasoning": "\ud800"}}\n```\n'
                        f"```python\n{GOOD}```", "lone surrogate"),
 }
-
-
-def run(monkeypatch, capsys, *args):
-    """The CLI's entry point in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["descartes-agent", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    captured = capsys.readouterr()
-    return exit_info.value.code or 0, captured.out, captured.err
 
 
 def _attempts(run_dir):
