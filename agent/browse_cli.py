@@ -12,6 +12,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from agent import live
 from agent.console import UsageError, dataset_by_fingerprint, out, say
 from agent.inert import fmt
 from agent.inert import text as inert_text
@@ -27,22 +28,57 @@ RunId = Annotated[str | None, typer.Option(
     "--run", help="A run id or a unique prefix of one (default: the latest run).")]
 
 
+NUMERIC = ("#", "beyond controls", "recovered", "above null", "beyond inputs", "spike r")
+
+
 def iteration_table(rows: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("#", "branch", "commit", "name", "architect", "recovered", "above null",
-                "beyond inputs", "spike r", "status"):
-        table.add_column(col, justify="right" if col in ("#", "recovered", "above null",
-                                                         "beyond inputs", "spike r") else "left")
+    """One row per iteration; counts on the selection trials, each with its interval where
+    the row carries its scores (the ledger's rows do, a run summary's history does not)."""
+    table = Table(title=title, caption=Text(
+        "counts on the selection trials [95 % interval over trials]; beyond controls: r ≥ the "
+        "threshold and above the untrained null, the random network and the inputs"))
+    for col in ("#", "branch", "commit", "name", "architect", *NUMERIC[1:], "status"):
+        table.add_column(col, justify="right" if col in NUMERIC else "left")
     for r in rows:
         scored = r.get("recovered") is not None
+        n = ["" if not scored else _with_interval(r, k, suffix) for k, suffix in (
+            ("beyond_controls", ""), ("recovered", "/160"), ("above_null", ""),
+            ("beyond_inputs", ""))]
         table.add_row(*_cells(
             fmt(r.get("number")), r.get("branch"), one_line(r.get("commit_sha"))[:10],
-            r.get("name"), r.get("architect"), f"{fmt(r.get('recovered'))}/160" if scored else "",
-            fmt(r.get("above_null")) if scored else "",
-            fmt(r.get("beyond_inputs")) if scored else "",
-            fmt(r.get("spike_corr")) if scored else "",
+            r.get("name"), r.get("architect"), *n, fmt(r.get("spike_corr")) if scored else "",
             one_line(r.get("status")) + (f" ({one_line(r.get('failure_kind'))})"
                                          if r.get("failure_kind") else "")))
+    return table
+
+
+def _with_interval(r: dict, key: str, suffix: str = "") -> str:
+    """An iteration's count (its ledger column) and the interval its scores carry."""
+    ci = live.interval(r.get("scores") if isinstance(r.get("scores"), dict) else {}, key)
+    return f"{fmt(r.get(key))}{suffix}" + (f" {ci}" if ci else "")
+
+
+
+def finals_table(rows: list[dict], ranking: list[int],
+                 title: str = "final, held out (test trials): mean ± sd over each finalist's "
+                 "trainings") -> Table:
+    """The finalists (agent.finals.summarise's rows) in the order of `ranking` (the numbers
+    of agent.standing.ranked): their test figures."""
+    table = Table(title=title, caption=Text(
+        "each finalist trained with its own seed and others; [interval]: 95 % over the test "
+        "trials, of its search training"))
+    for col in ("rank", "#", "name", "beyond controls", "recovered", "spike r", "self-readout",
+                "trainings"):
+        table.add_column(col, justify="left" if col in ("name", "trainings") else "right")
+    rank = {n: k for k, n in enumerate(ranking, 1)}
+    for row in sorted(rows, key=lambda f: rank.get(f.get("number"), len(rank) + 1)):
+        t = row.get("test") if isinstance(row.get("test"), dict) else {}
+        table.add_row(*_cells(
+            fmt(rank.get(row.get("number"))), fmt(row.get("number")), row.get("name"),
+            live.final_figure(row, "beyond_controls"),
+            live.final_figure(row, "recovered", suffix="/160"),
+            live.final_figure(row, "spike_corr", 3), live.mean_sd(t.get("self_readout"), 2),
+            live.trainings(row)))
     return table
 
 
@@ -57,9 +93,9 @@ def log(
     r = runs.open_run(run_dir, run_id)
     rows = r.ledger.iterations(r.id)
     if as_json:
-        keep = ("number", "branch", "commit_sha", "name", "architect", "status", "recovered",
-                "above_null", "beyond_inputs", "spike_corr", "failure_kind", "repairs",
-                "train_hours", "properties")
+        keep = ("number", "branch", "commit_sha", "name", "architect", "status",
+                "beyond_controls", "recovered", "above_null", "beyond_inputs", "spike_corr",
+                "failure_kind", "training", "repairs", "train_hours", "properties")
         out.print_json(data=[{k: row.get(k) for k in keep} for row in rows])
         return
     out.print(iteration_table(rows, f"run {r.id} ({r.state()})"))
@@ -70,8 +106,9 @@ def show(
     run_dir: RunDir = Path("generated_models"),
     run_id: RunId = None,
 ) -> None:
-    """An iteration's proposal, scores and source."""
-    from agent import runs
+    """An iteration's proposal, scores (selection trials) and source; a finalist's figures
+    on the held-out test trials too."""
+    from agent import finals, runs
 
     r, branch, commit = runs.find(run_dir, ref, run_id)
     proposal = json.loads(r.repo.read(commit, "proposal.json"))
@@ -85,16 +122,39 @@ def show(
     except runs.RefError:
         res = None
     check = json.loads(r.repo.read(commit, "check.json"))
+    its = r.ledger.iterations(r.id)
+    it = next((i for i in its if i["branch"] == branch), None)
     if not check.get("ok"):
         say(f"check: rejected ({check['error']['kind']}): {check['error']['message']}")
-    elif res and res.get("scores"):
+    elif res and res.get("status") == "scored" and isinstance(res.get("scores"), dict):
         s = res["scores"]
-        say(f"scores: recovered {s['recovered']}/160 (above null {s['above_null']}, beyond "
-             f"control {s.get('beyond_control')}, beyond inputs {s['beyond_inputs']}), "
-             f"spike r {s['spike_corr']:.3f}; "
-             + ", ".join(f"{k} {v}" for k, v in s["by_category"].items()))
+        objective = r.row()["config"].get("objective", "recovered")
+        say(f"scores: {live.verdict(s, objective)}")
+        by = s.get("by_category") if isinstance(s.get("by_category"), dict) else {}
+        say("recovered by category: " + ", ".join(f"{k} {fmt(v)}" for k, v in by.items()))
+        trained = live.training_text((it or {}).get("training"))
+        if trained:
+            say(f"training: {trained}")
+        if res.get("failure_kind"):  # an old row: scored although its training failed
+            say(f"training failed ({res['failure_kind']}): not eligible, never best")
     elif res:
         say(f"training failed ({res.get('failure_kind')}): {res.get('failure_message')}")
+    mine = [row for row in r.ledger.finals(r.id) if it and row["number"] == it["number"]]
+    if mine:
+        (row,) = finals.summarise(mine, its)
+        say(live.final_line(row))
+        sel = row["selection"] if isinstance(row.get("selection"), dict) else {}
+        say(f"  the same trainings on the selection trials: beyond controls "
+            f"{live.mean_sd(sel.get('beyond_controls'))}, recovered "
+            f"{live.mean_sd(sel.get('recovered'))}/160, spike r "
+            f"{live.mean_sd(sel.get('spike_corr'), 3)}")
+        for f in mine:
+            t = f["test"] if isinstance(f.get("test"), dict) else None
+            say(f"  seed {fmt(f.get('seed'))}: " + (
+                f"beyond controls {fmt(t.get('beyond_controls'))}, recovered "
+                f"{fmt(t.get('recovered'))}/160, spike r {fmt(t.get('spike_corr'))} (test)"
+                if f.get("status") == "scored" and t else
+                f"failed ({f.get('failure_kind')})"))
     try:
         source = r.repo.read(commit, "model.py")
     except runs.RefError:
@@ -150,19 +210,22 @@ def replay(
         raise UsageError(str(e)) from None
     say(f"replaying {branch} at {commit[:10]} (run {r.id}) in the {backend} sandbox")
     ev = Evaluator(ds, backend=backend, latent_dim=recorded["latent_dim"],
-                   threshold=recorded["threshold"], train=recorded["train"])
-    again = ev.score(ev.train(source))
-    a, b = recorded.get("scores"), again.get("scores")
+                   threshold=recorded["threshold"], margin=recorded.get("margin", 0.05),
+                   train=recorded["train"])
+    again = ev.measure(ev.train(source))
+    a, b = recorded.get("scores"), again.scores
     if not (a and b):
-        say(f"recorded: {recorded['status']}; replayed: {again['status']} "
-             f"({again.get('failure_kind')})")
-        raise typer.Exit(0 if recorded["status"] == again["status"] else 1)
-    table = Table(title="recorded vs replayed (held-out test trials)")
-    for col in ("", "recovered", "above null", "beyond inputs", "spike r", "CCA"):
+        say(f"recorded: {recorded['status']}; replayed: {again.status} "
+             f"({again.failure_kind})")
+        raise typer.Exit(0 if recorded["status"] == again.status else 1)
+    table = Table(title="recorded vs replayed (selection trials)")
+    for col in ("", "beyond controls", "recovered", "above null", "beyond inputs", "spike r",
+                "CCA"):
         table.add_column(col, justify="right")
-    for label, s in (("recorded", a), ("replayed", b)):
-        table.add_row(label, f"{s['recovered']}/160", str(s["above_null"]),
-                      str(s["beyond_inputs"]), f"{s['spike_corr']:.4f}", f"{s['cca']:.4f}")
+    for name, s in (("recorded", a), ("replayed", b)):
+        table.add_row(name, fmt(s.get("beyond_controls")), f"{fmt(s['recovered'])}/160",
+                      fmt(s["above_null"]), fmt(s["beyond_inputs"]), fmt(s["spike_corr"], 4),
+                      fmt(s["cca"], 4))
     out.print(table)
     delta = max(abs(x - y) for x, y in zip(a["correlations"], b["correlations"], strict=True))
     same = delta == 0.0 and a["spike_corr"] == b["spike_corr"]
@@ -179,16 +242,22 @@ def runs_(
     """The runs in a run directory: status (running, finished, crashed, interrupted), best,
     age."""
     from agent import runs
-    from agent.runs import standing
+    from agent.standing import standing
 
     rows = []
     for r in runs.runs(run_dir):
         row, its = r.row(), r.ledger.iterations(r.id)
-        best = standing(its, row["config"].get("objective", "recovered")).best
+        objective = row["config"].get("objective", "recovered")  # old runs: recovered
+        best = standing(its, objective).best
+        n_finals = len({f["number"] for f in r.ledger.finals(r.id)})
         rows.append({"run": r.id, "status": r.state(), "iterations": len(its),
-                     "architect": row["config"].get("architect"),
-                     "best": best and best["name"], "recovered": best and best["recovered"],
+                     "architect": row["config"].get("architect"), "objective": objective,
+                     "best": best and best["name"],
+                     "beyond_controls": best and best.get("beyond_controls"),
+                     "recovered": best and best["recovered"],
                      "above_null": best and best["above_null"],
+                     "intervals": best and best["scores"].get("intervals"),
+                     "finalists": n_finals,
                      "age_h": round((time.time() - row["started"]) / 3600, 2),
                      "updated_h": round((time.time() - row["updated"]) / 3600, 2)})
     if as_json:
@@ -196,16 +265,24 @@ def runs_(
         return
     if not rows:
         raise UsageError(f"{run_dir}: no runs here")
-    table = Table(title=f"runs in {run_dir}")
-    for col in ("run", "status", "iterations", "architect", "best", "recovered",
-                "above null", "started", "last update"):
+    table = Table(title=f"runs in {run_dir}", caption="the best by each run's objective; "
+                  "counts on the selection trials [95 % interval]")
+    for col in ("run", "status", "iterations", "architect", "objective", "best",
+                "beyond controls", "recovered", "above null", "finalists", "started",
+                "last update"):
         table.add_column(col)
     for r in rows:
         hint = " (--resume)" if r["status"] in ("crashed", "interrupted") else ""
+        s = {"intervals": r["intervals"]}
         table.add_row(*_cells(
-            r["run"], r["status"] + hint, str(r["iterations"]), r["architect"], r["best"] or "–",
-            "–" if r["recovered"] is None else f"{fmt(r['recovered'])}/160",
-            fmt(r["above_null"]), _ago(r["age_h"]), _ago(r["updated_h"])))
+            r["run"], r["status"] + hint, str(r["iterations"]), r["architect"],
+            live.label(r["objective"]), r["best"] or "–",
+            "–" if r["best"] is None else f"{fmt(r['beyond_controls'])} "
+            f"{live.interval(s, 'beyond_controls')}".strip(),
+            "–" if r["best"] is None else f"{fmt(r['recovered'])}/160 "
+            f"{live.interval(s, 'recovered')}".strip(),
+            fmt(r["above_null"]), str(r["finalists"]) if r["finalists"] else "–",
+            _ago(r["age_h"]), _ago(r["updated_h"])))
     out.print(table)
 
 

@@ -12,8 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent import browse_cli, search_cli
+from agent import browse_cli, live, search_cli
 from agent.console import UsageError, dataset_at, err, out, progress, progress_epochs
+from agent.inert import fmt
 from agent.repository import RefError
 from agent.runs import RunNotFound
 from descartes_core import dataset, rhythm
@@ -38,7 +39,9 @@ def _summary(ds: dataset.Dataset, where: Path) -> None:
     n, t, _ = ds.inputs.shape
     regimes = Counter(r.get("regime", "?") for r in meta.get("trials", []))
     split = {k: len(v) for k, v in meta["split"].items()}
-    out.print(f"[bold]{where}[/]: {n} trials × {t} ms, split {split}")
+    out.print(f"[bold]{where}[/]: {n} trials × {t} ms, split {split}", highlight=False)
+    if meta.get("split_rule"):  # a user's data: the split it was given, and why
+        out.print(f"  split rule: {meta['split_rule']}", markup=False, highlight=False)
     if regimes:
         out.print("  regimes: " + ", ".join(f"{k} {v}" for k, v in sorted(regimes.items())))
     if ds.spikes is not None:
@@ -50,7 +53,9 @@ def _summary(ds: dataset.Dataset, where: Path) -> None:
 def simulate(
     out_dir: Annotated[Path, typer.Option("--out", help="Data directory to write.")] = Path(
         "data/default"),
-    trials: Annotated[int, typer.Option("--trials", min=3, help="Number of trials (≥ 3).")] = 256,
+    trials: Annotated[int, typer.Option(
+        "--trials", min=4, help="Number of trials (≥ 4: one each for train, validation, "
+        "selection and test).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the trial design and the split.")] = 0,
     duration_ms: Annotated[int, typer.Option(
         "--duration-ms", min=10, help="Recorded length of each trial (1-ms bins).")] = 2000,
@@ -91,9 +96,11 @@ def baselines(
 ) -> None:
     """Score the reference baselines: Volterra–Laguerre, an LSTM and a plain neural ODE.
 
-    Every number is on held-out test trials. Beside recovered/160 stand the controls:
-    above null (variables this model recovers that the same model untrained does not) and
-    beyond inputs (variables it recovers that the input-only Laguerre probe does not).
+    Each on the selection trials (what a search decides from) and on the test trials (the
+    baselines are not searched, so their test figures may be shown), side by side, with
+    95 % intervals over trials. Beyond controls: variables with r ≥ the threshold and above
+    every control (the untrained null, a random network of the same width, the inputs' own
+    Laguerre probe) by the margin; beside it what each control recovers.
     """
     from descartes_core import baselines as bl
     from descartes_core.training import TrainConfig
@@ -117,26 +124,33 @@ def baselines(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table(title=f"baselines on held-out trials (recovered: r ≥ {threshold})")
-    for col in ("model", "spike r", "recovered", "above null", "beyond inputs",
-                "tc_gating", "nrt_state", "synaptic", "latent", "time", "seed's figure"):
+    table = Table(title=f"baselines: selection | test trials (recovered: r ≥ {threshold}; "
+                  "[95 % interval over trials])")
+    heads = ("beyond controls", "recovered", "spike r", "controls recover: null · "
+             "random network · inputs")
+    for col in ("model", *(f"{h}\n{on}" for h in heads for on in ("selection", "test")),
+                "latent", "time", "seed's figure"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for row in rows:
         ref = bl.SEED_REFERENCE[row["name"]]
         ref_text = f"{ref[0]:.3f} / {ref[1] if ref[1] is not None else '-'}"
-        s = row.get("scores")
-        if s is None:
-            table.add_row(row["name"], f"failed: {row['failure']}", *[""] * 8, ref_text)
+        sel, test = row.get("selection"), row.get("test")
+        if sel is None:
+            table.add_row(row["name"], f"failed: {row['failure']}", *[""] * 9, ref_text)
             continue
-        cat = s["by_category"]
-        table.add_row(
-            row["name"], f"{s['spike_corr']:.3f}", f"{s['recovered']}/160",
-            "-" if s["above_null"] is None else str(s["above_null"]),
-            str(s["beyond_inputs"]), str(cat.get("tc_gating", 0)), str(cat.get("nrt_state", 0)),
-            str(cat.get("synaptic", 0)), str(s["latent_dim"]), f"{row['wall_s']:.0f} s", ref_text)
+        cells = []
+        for s in (sel, test or {}):  # selection, then test, under each heading
+            cells.append((live.count(s, "beyond_controls"), live.count(s, "recovered", "/160"),
+                          live.spike(s), " · ".join(fmt(s.get(k)) for k in (
+                              "null_recovered", "random_recovered", "input_recovered"))))
+        table.add_row(row["name"], *(c for pair in zip(*cells, strict=True) for c in pair),
+                      str(sel["latent_dim"]), f"{row['wall_s']:.0f} s", ref_text)
     out.print(table)
+    vl = rows[0]
     out.print("input baseline (Laguerre features of the inputs): "
-              f"{rows[0]['scores']['recovered']}/160 recovered")
+              f"{fmt(vl['selection']['recovered'])}/160 recovered on the selection trials, "
+              f"{fmt((vl.get('test') or {}).get('recovered'))}/160 on the test trials",
+              highlight=False)
 
 
 @app.command()

@@ -28,3 +28,135 @@ def source_hash(source: str) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         canon = source
     return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_NUMBER = "<number>"  # not an identifier: no name of a real source can collide with it
+
+
+def _is_number(node: ast.AST) -> bool:
+    """A numeric literal, signed or not (bools, None and strings are not numbers here)."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float, complex)
+
+
+class _Canon(ast.NodeTransformer):
+    """User identifiers to <v0>, <v1>, … (names) and <a0>, <a1>, … (attributes), each in
+    order of first appearance; numeric literals to one placeholder.
+
+    Names: classes, functions, arguments, variables, import aliases (``as x``), exception
+    names. Attributes: those assigned somewhere in the source (``self.x = …``), methods
+    and class-body fields (read as ``self.x``). Everything else (torch, nn.Linear,
+    .shape, builtins) is the library's and stays. Attributes are their own namespace, so
+    ``self.latent_dim = latent_dim`` survives renaming either side alone."""
+
+    def __init__(self, tree: ast.AST):
+        self.names: set[str] = set()
+        self.attrs: set[str] = set()
+        self.args: set[str] = set()
+        self.members: set[int] = set()  # ids of methods and class-body targets
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                self.names.add(node.name)
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                        self.members.add(id(item))
+                        self.attrs.add(item.name)
+                    targets = (item.targets if isinstance(item, ast.Assign) else
+                               [item.target] if isinstance(item, ast.AnnAssign) else [])
+                    for t in targets:
+                        if isinstance(t, ast.Name):
+                            self.members.add(id(t))
+                            self.attrs.add(t.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                if id(node) not in self.members:
+                    self.names.add(node.name)
+            elif isinstance(node, ast.arg):
+                self.names.add(node.arg)
+                self.args.add(node.arg)
+            elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                if id(node) not in self.members:
+                    self.names.add(node.id)
+            elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+                self.attrs.add(node.attr)
+            elif isinstance(node, ast.alias) and node.asname:
+                self.names.add(node.asname)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                self.names.add(node.name)
+        self.maps: dict[str, dict[str, str]] = {"v": {}, "a": {}}
+
+    def _canon(self, kind: str, name: str) -> str:
+        m = self.maps[kind]
+        return m.setdefault(name, f"<{kind}{len(m)}>")
+
+    def _name(self, name: str) -> str:
+        return self._canon("v", name) if name in self.names else name
+
+    def _attr(self, name: str) -> str:
+        return self._canon("a", name) if name in self.attrs else name
+
+    def visit_ClassDef(self, node):
+        node.name = self._name(node.name)
+        return self.generic_visit(node)
+
+    def visit_FunctionDef(self, node):
+        node.name = (self._attr if id(node) in self.members else self._name)(node.name)
+        return self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_arg(self, node):
+        node.arg = self._name(node.arg)
+        return self.generic_visit(node)
+
+    def visit_keyword(self, node):  # f(latent_dim=…) of a user function's argument
+        if node.arg in self.args:
+            node.arg = self._name(node.arg)
+        return self.generic_visit(node)
+
+    def visit_Name(self, node):
+        node.id = (self._attr if id(node) in self.members else self._name)(node.id)
+        return node
+
+    def visit_Attribute(self, node):
+        self.generic_visit(node)  # the object first: it comes first in the source
+        node.attr = self._attr(node.attr)
+        return node
+
+    def visit_alias(self, node):
+        if node.asname:
+            node.asname = self._name(node.asname)
+        return node
+
+    def visit_ExceptHandler(self, node):
+        if node.name:
+            node.name = self._name(node.name)
+        return self.generic_visit(node)
+
+    def visit_Global(self, node):
+        node.names = [self._name(n) for n in node.names]
+        return node
+
+    visit_Nonlocal = visit_Global
+
+    def visit_UnaryOp(self, node):
+        return ast.Name(_NUMBER, ast.Load()) if _is_number(node) else self.generic_visit(node)
+
+    def visit_Constant(self, node):
+        return ast.Name(_NUMBER, ast.Load()) if _is_number(node) else node
+
+
+def skeleton_hash(source: str) -> str:
+    """Hash of the AST without docstrings, with every numeric literal one placeholder and
+    user identifiers canonical in order of first appearance: renamed copies and copies
+    with other constants share it; library names (nn.Linear, torch.tanh, .shape) and
+    strings (a solver's method="rk4") still tell sources apart. Of the raw text if the
+    source does not parse (as source_hash); never an exception."""
+    if not isinstance(source, str):
+        source = str(source)
+    try:
+        tree = _strip_docstrings(ast.parse(source))
+        canon = ast.dump(_Canon(tree).visit(tree), annotate_fields=False)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        canon = source
+    return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,72 +1,143 @@
-"""The evaluator: a candidate's source in, a check outcome or scores out.
+"""The evaluator: a candidate's source in, a check outcome or a measured result out.
 
 The sandbox builds, shape-checks and trains the candidate; scoring stays on the
-trusted side, on held-out trials, beside the untrained null, the trusted control (a
-seeded random network of the same width, run here, not by candidate code) and the input
-baseline.
-The sandbox is handed the train and validation outputs only: the test trials'
-outputs are zeroed before they leave this process. `descartes-agent replay` uses the
+trusted side. The sandbox is handed the inputs of every trial and the outputs of the
+train and validation trials only (selection and test outputs are zeroed before they
+leave this process), and, for a candidate that declares distillation, the teacher: the
+input baseline's Volterra–Laguerre predictions of the same trials. The controls are
+computed here: the input baseline's probes (cached per dataset) and the trusted random
+network of each latent width. A result is scored on the selection trials; its test-trial
+moments are returned sealed, for the finalists alone. `descartes-agent replay` uses the
 same evaluator, so a replayed score is computed exactly as the recorded one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from descartes_core import baselines, controls, scoring
 from descartes_core.dataset import Dataset
-from sandbox import runner
+from sandbox import policy, runner
+
+
+@dataclass
+class Result:
+    """What one training of a candidate came to."""
+
+    status: str
+    """scored (training succeeded) or failed."""
+    record: dict
+    isolation: str
+    train_hours: float
+    """The host's wall clock of the job: what budgets count."""
+    failure_kind: str | None = None
+    failure_message: str | None = None
+    scores: dict | None = None
+    """Scores on the selection trials (scoring.Scores as a dict), only when scored."""
+    sealed: scoring.Measurement | None = field(default=None, repr=False)
+    """The measurement with its test moments: read only when the candidate is a finalist."""
+
+    def fields(self) -> dict:
+        """The iteration fields the ledger keeps."""
+        out = {"status": self.status, "train_hours": self.train_hours,
+               "failure_kind": self.failure_kind, "failure_message": self.failure_message}
+        if self.scores is not None:
+            s = self.scores
+            out.update(scores=s, recovered=s["recovered"], above_null=s["above_null"],
+                       beyond_inputs=s["beyond_inputs"], beyond_controls=s["beyond_controls"],
+                       spike_corr=s["spike_corr"])
+        return out
+
+
+def training_summary(record: dict) -> dict | None:
+    """What the architect's history and the patterns read of a training: the strategy
+    actually trained (a fallback's note), the epochs it got and what stopped it."""
+    if not record:
+        return None
+    return {"strategy": record.get("strategy"), "note": record.get("strategy_note"),
+            "epochs": record.get("epochs"), "stopped_by": record.get("stopped_by")}
+
+
+def as_trained(it: dict) -> dict:
+    """The iteration with its gradient strategy as trained, not as declared."""
+    trained = (it.get("training") or {}).get("strategy")
+    props = it.get("properties")
+    if not trained or not isinstance(props, dict) or props.get("gradient_strategy") == trained:
+        return it
+    return {**it, "properties": {**props, "gradient_strategy": trained}}
 
 
 class Evaluator:
     def __init__(self, ds: Dataset, *, backend: str, latent_dim: int = 64,
-                 threshold: float = 0.5, train: dict | None = None):
+                 threshold: float = 0.5, margin: float = 0.05, train: dict | None = None):
         self.ds, self.backend, self.latent_dim = ds, backend, latent_dim
-        self.threshold, self.train_config = threshold, dict(train or {})
-        _, self.input_r = baselines.input_baseline(ds)
-        self.control_r = scoring.probe_correlations(
-            controls.random_network_latents(ds.inputs, latent_dim, ds.meta["dt_ms"]),
-            ds.biovars, ds.meta["split"])
-        self.targets = ds.training_outputs()  # the sandbox never sees test outputs
+        self.threshold, self.margin = threshold, margin
+        self.train_config = dict(train or {})
+        vl, self.inputs_fit = baselines.input_baseline(ds)
+        self.targets = ds.training_outputs()  # the sandbox never sees selection or test outputs
+        hidden = np.concatenate([ds.split("selection"), ds.split("test")])
+        self.teacher = vl.predictions.copy()
+        self.teacher[hidden] = 0.0
         self.split = {k: ds.meta["split"][k] for k in ("train", "val")}
+        self._random: dict[int, scoring.Fit] = {}
 
     def settings(self) -> dict:
         """What `replay` needs to redo an evaluation exactly."""
         return {"train": self.train_config, "latent_dim": self.latent_dim,
-                "threshold": self.threshold, "sandbox": self.backend}
+                "threshold": self.threshold, "margin": self.margin, "sandbox": self.backend}
+
+    def random_fit(self, width: int) -> scoring.Fit:
+        """The trusted control's probes at a latent width (computed once per width)."""
+        if width not in self._random:
+            z = controls.random_network_latents(self.ds.inputs, width, self.ds.meta["dt_ms"])
+            self._random[width] = scoring.probe(z, self.ds.biovars, self.ds.meta["split"],
+                                                stride=scoring.STRIDE)
+        return self._random[width]
 
     def check(self, source: str) -> dict:
         """{"ok", "error": {"kind", "message"} | None, "check", "isolation"}."""
         out = runner.check(source, latent_dim=self.latent_dim, backend=self.backend)
         return {"ok": out.ok, "error": out.error, "check": out.check, "isolation": out.isolation}
 
-    def train(self, source: str, progress=None) -> runner.Outcome:
-        """Train in the sandbox; `progress` receives each epoch's {epoch, total, train_loss,
-        val_loss} as it ends."""
+    def train(self, source: str, progress=None, seed: int | None = None) -> runner.Outcome:
+        """Train in the sandbox (with `seed` instead of the run's, for a finalist's reruns);
+        `progress` receives each epoch's {epoch, total, train_loss, val_loss} as it ends."""
+        train = dict(self.train_config)
+        if seed is not None:
+            train["seed"] = seed
+        props = policy.check(source).properties or {}
+        teacher = self.teacher if props.get("gradient_strategy") == "distillation" else None
         return runner.evaluate(source, self.ds.inputs, self.targets, self.split,
-                               latent_dim=self.latent_dim, train=self.train_config,
+                               latent_dim=self.latent_dim, train=train, teacher=teacher,
                                backend=self.backend, progress=progress)
 
-    def score(self, out: runner.Outcome) -> dict:
-        """Status, scores (or failure), record and train_hours of a trained candidate."""
+    def measure(self, out: runner.Outcome) -> Result:
+        """Status, selection scores and sealed test moments of a trained candidate."""
         record = out.record or {}
-        result = {"record": record, "train_hours": out.wall_s / 3600.0,  # the host's clock
-                  "isolation": out.isolation}
-        if not out.arrays:
+        result = Result("failed", record, out.isolation, out.wall_s / 3600.0)
+        if out.error or not out.arrays:
             err = out.error or {"kind": "runtime", "message": "the sandbox returned no arrays"}
-            return {**result, "status": "failed", "failure_kind": err["kind"],
-                    "failure_message": err["message"]}
+            result.failure_kind, result.failure_message = err["kind"], err["message"][:2000]
+            return result
+        a = out.arrays
+        ctl = scoring.Controls(
+            null=tuple(scoring.probe(z, self.ds.biovars[:, ::scoring.STRIDE],
+                                     self.ds.meta["split"], stride=1) for z in a["null_latents"]),
+            random=self.random_fit(a["latents"].shape[-1]), inputs=self.inputs_fit)
         try:
-            s = scoring.score(out.arrays["predictions"], out.arrays["latents"], self.ds.outputs,
-                              self.ds.biovars, self.ds.meta, threshold=self.threshold,
-                              null_latents=out.arrays["null_latents"],
-                              control_r=self.control_r, input_r=self.input_r)
+            m = scoring.measure(a["predictions"], a["latents"], self.ds.outputs, self.ds.biovars,
+                                self.ds.meta["split"], ctl)
+            s = m.scores(self.ds.meta["variables"], "selection", self.threshold, self.margin)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
-            return {**result, "status": "failed", "failure_kind": "nan", "failure_message":
-                    f"its latents cannot be scored ({type(e).__name__}: {e})"[:500]}
-        result.update(status="scored", scores=s.to_dict(), recovered=s.recovered,
-                      above_null=s.above_null, beyond_inputs=s.beyond_inputs,
-                      spike_corr=s.spike_corr)
-        if out.error:  # scored, but training stopped early (noted, not fatal)
-            result.update(failure_kind=out.error["kind"], failure_message=out.error["message"])
+            result.failure_kind = "nan"
+            result.failure_message = f"its latents cannot be scored ({type(e).__name__}: {e})"[
+                :500]
+            return result
+        result.status, result.scores, result.sealed = "scored", s.to_dict(), m
         return result
+
+    def final_scores(self, m: scoring.Measurement) -> dict:
+        """Scores on the locked test trials: for finalists and `replay` only."""
+        return m.scores(self.ds.meta["variables"], "test", self.threshold, self.margin).to_dict()

@@ -1,4 +1,4 @@
-"""The ledger: SQLite in the run directory — runs, iterations, architect calls.
+"""The ledger: SQLite in the run directory — runs, iterations, finals, architect calls.
 
 An iteration and its architect calls are written in one transaction: after a
 crash (kill -9 included) an iteration is in the ledger whole or not at all, so a
@@ -40,13 +40,27 @@ CREATE TABLE IF NOT EXISTS iterations (
     recovered INTEGER,
     above_null INTEGER,
     beyond_inputs INTEGER,
+    beyond_controls INTEGER,
     spike_corr REAL,
+    training TEXT,
     train_hours REAL NOT NULL DEFAULT 0,
     scores TEXT,
     repairs INTEGER NOT NULL DEFAULT 0,
     attempts TEXT,
     created REAL NOT NULL,
     PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS finals (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    number INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    failure_kind TEXT,
+    train_hours REAL NOT NULL DEFAULT 0,
+    selection TEXT,
+    test TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, number, seed)
 );
 CREATE TABLE IF NOT EXISTS architect_calls (
     id INTEGER PRIMARY KEY,
@@ -65,12 +79,12 @@ CREATE TABLE IF NOT EXISTS architect_calls (
 """
 ITERATION_FIELDS = ("number", "name", "branch", "commit_sha", "architect", "properties",
                     "reasoning", "status", "failure_kind", "failure_message", "recovered",
-                    "above_null", "beyond_inputs", "spike_corr", "train_hours", "scores", "repairs",
-                    "attempts")
+                    "above_null", "beyond_inputs", "beyond_controls", "spike_corr", "training",
+                    "train_hours", "scores", "repairs", "attempts")
 CALL_FIELDS = ("architect", "model", "prompt_hash", "input_tokens", "output_tokens",
                "cost_usd", "latency_s", "error")
 CALL_DEFAULTS = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0}
-JSON_FIELDS = ("properties", "scores", "attempts")
+JSON_FIELDS = ("properties", "scores", "attempts", "training")
 
 
 def _text(value):
@@ -95,6 +109,10 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(iterations)")}
+        for name, kind in (("beyond_controls", "INTEGER"), ("training", "TEXT")):
+            if name not in columns:  # a ledger written before the column existed
+                self.db.execute(f"ALTER TABLE iterations ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -146,6 +164,27 @@ class Ledger:
         for r in rows:
             d = dict(r)
             for k in JSON_FIELDS:
+                d[k] = json.loads(d[k]) if d[k] else None
+            out.append(d)
+        return out
+
+    def record_final(self, run_id: str, number: int, seed: int, status: str,
+                     failure_kind: str | None, train_hours: float, selection: dict | None,
+                     test: dict | None) -> None:
+        """One finalist's training with one seed, scored on selection and test trials."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO finals (run_id, number, seed, status, failure_kind, "
+            "train_hours, selection, test, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, number, seed, status, _text(failure_kind), train_hours,
+             selection and _json(selection), test and _json(test), time.time()))
+
+    def finals(self, run_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM finals WHERE run_id=? ORDER BY number, seed",
+                               (run_id,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            for k in ("selection", "test"):
                 d[k] = json.loads(d[k]) if d[k] else None
             out.append(d)
         return out

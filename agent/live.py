@@ -22,7 +22,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from agent.inert import fmt, text
+from agent.inert import MISSING, fmt, number, text
+from agent.standing import eligible
 
 
 def one_line(value, limit: int = 200) -> str:
@@ -35,17 +36,169 @@ def _first_line(value, limit: int) -> str:
     return one_line(lines[0] if lines else "", limit)
 
 
-def iteration_line(it: dict, new_best: bool) -> str:
-    if it.get("scores"):
-        s = it["scores"] if isinstance(it["scores"], dict) else {}
-        outcome = (f"recovered {fmt(it.get('recovered'))}/160 (above null "
-                   f"{fmt(it.get('above_null'))}, beyond control {fmt(s.get('beyond_control'))}"
-                   f", beyond inputs {fmt(it.get('beyond_inputs'))}), spike r "
-                   f"{fmt(it.get('spike_corr'))}" + (" — new best" if new_best else ""))
+# the verdict as text -------------------------------------------------------------------
+# Shared by the live view, `log`/`show`/`runs`, `run`'s summary, `baselines` and the report
+# (which escapes it): every figure is validated by agent.inert, so a score dict read from
+# a ledger or a results file can hold anything and these still print "–".
+
+LABELS = {"beyond_controls": "beyond controls", "recovered": "recovered",
+          "above_null": "above null", "beyond_random": "beyond random",
+          "beyond_inputs": "beyond inputs"}
+"""scoring.COUNTS as they are said."""
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def label(objective) -> str:
+    """An objective (a config value: untrusted) as it is said."""
+    return LABELS.get(objective) or one_line(objective, 40).replace("_", " ")
+
+
+def figure(value, digits: int = 1) -> str:
+    """A count as an integer when it is one (an interval's end is a quantile: 8.0 or 8.5),
+    else to `digits` places; "–" unless a real number."""
+    n = number(value)
+    if type(n) is float and n.is_integer() and abs(n) < 1e15:
+        return str(int(n))
+    return fmt(n, digits)
+
+
+def interval(s: dict, key: str, digits: int = 1) -> str:
+    """ "[lo–hi]", the 95 % bootstrap interval over trials of `key` in scores `s` ("" when
+    absent or not two numbers)."""
+    iv = _dict(_dict(s).get("intervals")).get(key)
+    if not isinstance(iv, list | tuple) or len(iv) != 2 or None in map(number, iv):
+        return ""
+    dash = " to " if min(iv) < 0 else "–"  # "[-0.07 to 0.02]": never a dash beside a minus
+    return f"[{figure(iv[0], digits)}{dash}{figure(iv[1], digits)}]"
+
+
+def count(s: dict, key: str, suffix: str = "") -> str:
+    """A count of scores `s` with its interval: "12 [8–15]" (or "61/160 [55–66]")."""
+    ci = interval(s, key)
+    return f"{fmt(_dict(s).get(key))}{suffix}" + (f" {ci}" if ci else "")
+
+
+def spike(s: dict) -> str:
+    """Spike r with its interval: "0.312 [0.280–0.341]"."""
+    ci = interval(s, "spike_corr", 3)
+    return fmt(_dict(s).get("spike_corr")) + (f" {ci}" if ci else "")
+
+
+def counts(s: dict, objective: str = "beyond_controls") -> str:
+    """The objective's count first, then beyond controls and recovered, each with its
+    interval: "beyond controls 12 [8–15], recovered 61/160 [55–66]"."""
+    keys = dict.fromkeys((objective, "beyond_controls", "recovered"))
+    return ", ".join(f"{label(k)} {count(s, k, '/160' if k == 'recovered' else '')}"
+                     for k in keys if k in LABELS)
+
+
+def controls(s: dict) -> str:
+    """What the controls recover on the same trials: "null 3 (best of 3 seeds), random
+    network 20, inputs 30"."""
+    s = _dict(s)
+    seeds = number(s.get("null_seeds"))
+    null = fmt(s.get("null_recovered")) + (f" (best of {fmt(seeds)} seeds)" if seeds else "")
+    return (f"null {null}, random network {fmt(s.get('random_recovered'))}, inputs "
+            f"{fmt(s.get('input_recovered'))}")
+
+
+def trials(s: dict) -> str:
+    """Which trials scores `s` are on, as said beside them."""
+    on = one_line(_dict(s).get("on"), 20)
+    return {"selection": "selection trials", "test": "final, held out (test trials)"}.get(
+        on, f"{on} trials" if on else "held-out trials")
+
+
+def verdict(s: dict, objective: str = "beyond_controls") -> str:
+    """One score dict in a line: counts with intervals and the trials they are on, the
+    controls beside, spike r with its interval, the self-readout."""
+    s = _dict(s)
+    return (f"{counts(s, objective)} on {trials(s)}; controls recover {controls(s)}; spike r "
+            f"{spike(s)}, self-readout {fmt(s.get('self_readout'), 2)}")
+
+
+def mean_sd(value, digits: int = 1) -> str:
+    """A finalist's [mean, sd] over its trainings as "12.3 ± 1.5" ("–" when absent)."""
+    if not isinstance(value, list | tuple) or len(value) != 2 or None in map(number, value):
+        return MISSING
+    return f"{fmt(value[0], digits)} ± {fmt(value[1], digits)}"
+
+
+def final_figure(row: dict, key: str, digits: int = 1, suffix: str = "") -> str:
+    """A finalist's figure on the test trials, mean ± sd over its trainings, and the
+    interval of its search training's test count: "12.3 ± 1.5 [8–15]"."""
+    row = _dict(row)
+    ci = interval({"intervals": row.get("test_intervals")}, key, 3 if digits == 3 else 1)
+    return mean_sd(_dict(row.get("test")).get(key), digits) + suffix + (f" {ci}" if ci else "")
+
+
+def trainings(row: dict) -> str:
+    """How many of a finalist's trainings were scored, and how the others failed."""
+    row = _dict(row)
+    failed = row.get("failed") if isinstance(row.get("failed"), list) else []
+    return (f"{fmt(row.get('scored'))} of {fmt(row.get('trainings'))} trainings"
+            + (f", failed: {', '.join(one_line(k, 40) for k in failed)}" if failed else ""))
+
+
+def final_line(row: dict) -> str:
+    """A finalist (agent.finals.summarise's row) in a line: mean ± sd over its trainings on
+    the locked test trials, its search training's test intervals and controls."""
+    row = _dict(row)
+    c = _dict(row.get("controls"))
+    return (f"final, held out (test trials), mean ± sd over {trainings(row)} [95 % interval "
+            f"of its search training]: beyond controls {final_figure(row, 'beyond_controls')}"
+            f", recovered {final_figure(row, 'recovered', suffix='/160')}, spike r "
+            f"{final_figure(row, 'spike_corr', 3)}, self-readout "
+            f"{mean_sd(_dict(row.get('test')).get('self_readout'), 2)}; controls recover null "
+            f"{fmt(c.get('null_recovered'))}, random network {fmt(c.get('random_recovered'))}, "
+            f"inputs {fmt(c.get('input_recovered'))}")
+
+
+def training_text(training) -> str:
+    """How a training ended (a time budget reached is a success, not a failure) and the
+    strategy it fell back to: "budget reached after 12 epochs"."""
+    t = _dict(training)
+    epochs, stop = fmt(t.get("epochs")), t.get("stopped_by")
+    parts = []
+    if stop == "time_budget":
+        parts.append(f"budget reached after {epochs} epochs")
+    elif stop == "early_stopping":
+        parts.append(f"early stopping after {epochs} epochs")
+    elif stop == "max_epochs":
+        parts.append(f"{epochs} epochs, the cap")
+    elif number(t.get("epochs")) is not None:
+        parts.append(f"{epochs} epochs")
+    if t.get("note"):  # a fallback: what was trained is not what was declared
+        parts.append(f"trained {one_line(t.get('strategy'), 40) or MISSING}: "
+                     f"{one_line(t['note'], 200)}")
+    return "; ".join(parts)
+
+
+def iteration_line(it: dict, new_best: bool, objective: str = "beyond_controls") -> str:
+    s = it.get("scores")
+    if eligible(it):
+        trained = training_text(it.get("training"))
+        outcome = (f"{counts(s, objective)} on selection trials (controls recover "
+                   f"{controls(s)}), spike r {spike(s)}, self-readout "
+                   f"{fmt(_dict(s).get('self_readout'), 2)}" + (f"; {trained}" if trained else "")
+                   + (" — new best" if new_best else ""))
+    elif isinstance(s, dict):  # an old row: scored although its training failed
+        outcome = f"training failed ({one_line(it.get('failure_kind'))}): never best"
     else:
         outcome = one_line(it.get("failure_kind"))
     return (f"#{fmt(it.get('number')):>3} {one_line(it.get('name'), 80):<44} "
             f"{one_line(it.get('status'), 20):<8} {outcome}")
+
+
+def final_event_line(d: dict) -> str:
+    """A finalist's training starting (agent.finals' "final" event)."""
+    return (f"final {fmt(d.get('rank'))}/{fmt(d.get('finalists'))}: #{fmt(d.get('number'))} "
+            f"{one_line(d.get('name'), 80)}, training {fmt(d.get('training'))}/"
+            f"{fmt(d.get('trainings'))} (seed {fmt(d.get('seed'))}), scored on the held-out "
+            "test trials")
 
 
 class PlainLines:
@@ -53,6 +206,7 @@ class PlainLines:
 
     def __init__(self, say):
         self.say = say
+        self.objective = "beyond_controls"
 
     def __enter__(self) -> PlainLines:
         return self
@@ -62,10 +216,15 @@ class PlainLines:
 
     def event(self, kind: str, **d) -> None:
         if kind == "start":
+            self.objective = d["objective"]
             self.say(f"run {d['run_id']} in {d['dir']} (architect: {d['architect']}, sandbox: "
                      f"{d['backend']}, objective: {d['objective']})")
         elif kind == "phase":
-            self.say(f"— {d['phase']} —")
+            self.say(f"— {d['phase']} —" if d["phase"] != "finals" else
+                     "— finals: the finalists, trained again with other seeds and scored on "
+                     "the held-out test trials —")
+        elif kind == "final":
+            self.say(f"  {final_event_line(d)}")
         elif kind == "activity" and d["what"] == "training":
             self.say(f"  training {one_line(d.get('name'))} ({d['backend']} sandbox)")
         elif kind == "repair":
@@ -75,7 +234,7 @@ class PlainLines:
                      f"{one_line(d.get('message'), 2000)}"
                      + ("; the offline architect takes over" if d["fell_back"] else ""))
         elif kind == "recorded":
-            self.say(iteration_line(d["iteration"], d["new_best"]))
+            self.say(iteration_line(d["iteration"], d["new_best"], self.objective))
 
 
 class LiveView:
@@ -85,7 +244,8 @@ class LiveView:
         self.console = console
         self.state = {"phase": "starting", "activity": "", "name": "", "number": None,
                       "epoch": None, "best": None, "last": "", "hours": 0.0, "expansions": 0,
-                      "max_expansions": None, "cost": 0.0, "started": time.monotonic()}
+                      "max_expansions": None, "cost": 0.0, "started": time.monotonic(),
+                      "objective": "beyond_controls", "final": None}
         self.live = Live(self, console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveView:
@@ -100,11 +260,18 @@ class LiveView:
         if kind == "start":
             s.update(run_id=d["run_id"], header=f"{d['architect']} architect · {d['backend']} "
                      f"sandbox · objective {d['objective']} ≥ {d['target']}",
-                     max_expansions=d["max_expansions"])
+                     max_expansions=d["max_expansions"], objective=d["objective"])
             self.console.print(f"run {d['run_id']} in {one_line(d['dir'], 1000)}",
                                highlight=False, markup=False)
         elif kind == "phase":
             s["phase"] = d["phase"]
+            if d["phase"] == "finals":
+                s.update(number=None, activity="", name="")
+        elif kind == "final":  # a finalist's training: its epochs drive the same bar
+            line = final_event_line(d)
+            self.console.print(line, highlight=False, markup=False)
+            s.update(final=d, activity="training", name=one_line(d.get("name"), 80),
+                     epoch=None, last=line)
         elif kind == "iteration":
             s.update(number=d["number"], name="", activity="proposing", epoch=None)
         elif kind == "activity":
@@ -119,7 +286,7 @@ class LiveView:
         elif kind == "architect_failure":
             s["last"] = f"architect {d['architect']} failed: {one_line(d.get('message'), 120)}"
         elif kind == "recorded":
-            line = iteration_line(d["iteration"], d["new_best"])
+            line = iteration_line(d["iteration"], d["new_best"], s["objective"])
             self.console.print(line, highlight=False, markup=False)
             s.update(last=" ".join(line.split()), best=d["best"], hours=d["hours"],
                      expansions=d["expansions"], cost=d["cost"], activity="", epoch=None)
@@ -131,8 +298,12 @@ class LiveView:
         grid.add_column(style="bold", justify="right")
         grid.add_column()
         grid.add_row("run", Text(f"{s.get('run_id', '')}  {s.get('header', '')}"))
-        grid.add_row("phase", Text(f"{s['phase']}" + (f" · iteration {s['number']}"
-                                                       if s["number"] else "")))
+        f = s["final"] if s["phase"] == "finals" else None
+        where = (f" · finalist {fmt(f.get('rank'))}/{fmt(f.get('finalists'))} (#"
+                 f"{fmt(f.get('number'))}), training {fmt(f.get('training'))}/"
+                 f"{fmt(f.get('trainings'))}, held-out test trials" if f else
+                 f" · iteration {s['number']}" if s["number"] else "")
+        grid.add_row("phase", Text(f"{s['phase']}{where}"))
         now = Text(f"{s['activity']} {s['name']}".strip() or "—")
         ep = s["epoch"]
         if s["activity"] == "training" and ep:
@@ -143,10 +314,11 @@ class LiveView:
                              f"{fmt(ep.get('train_loss'), 4)}  val {fmt(ep.get('val_loss'), 4)}"))
         grid.add_row("now", now)
         b = s["best"]
+        sb = _dict(b and b.get("scores"))
         grid.add_row("best", Text(
-            f"{one_line(b.get('name'), 80)}: recovered {fmt(b.get('recovered'))}/160 (above "
-            f"null {fmt(b.get('above_null'))}, beyond inputs {fmt(b.get('beyond_inputs'))}), "
-            f"spike r {fmt(b.get('spike_corr'))}" if b else "nothing scored yet"))
+            f"#{fmt(b.get('number'))} {one_line(b.get('name'), 80)}: "
+            f"{counts(sb, s['objective'])} on selection trials (controls recover "
+            f"{controls(sb)}), spike r {spike(sb)}" if b else "nothing eligible yet"))
         elapsed = (time.monotonic() - s["started"]) / 60
         grid.add_row("budget", Text(
             f"{s['hours']:.2f} h training · {s['expansions']}"

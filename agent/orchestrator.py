@@ -16,88 +16,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
+from agent import finals
+from agent.config import OBJECTIVES, RunConfig, new_run_id
 from agent.dedup import source_hash
-from agent.evaluator import Evaluator
+from agent.evaluator import Evaluator, as_trained, training_summary
 from agent.ledger import Ledger
 from agent.live import PlainLines
 from agent.llm import ArchitectError
 from agent.offline import OfflineArchitect
 from agent.prompt import Brief, ParseError, Proposal
 from agent.repository import ModelRepository
-from agent.runs import Standing, standing
+from agent.standing import Standing, eligible, ranked, standing
 from descartes_core import gap, patterns
 from descartes_core.contract import template_sources
 from descartes_core.dataset import Dataset
 from sandbox import policy, runner
 
 ARCHITECT_FAILURES = 3  # in a row, before the offline architect takes over
-OBJECTIVES = ("recovered", "above_null", "beyond_inputs")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a run is made of; stored in the ledger so that it can be resumed."""
-
-    run_dir: str = "generated_models"
-    """Folder holding one sub-folder per run (model repository, ledger, exchanges)."""
-    data_dir: str = ""
-    """The data directory the run was started on (checked by fingerprint on resume)."""
-    templates: tuple[str, ...] = ("T0", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8")
-    """Templates of phase 1."""
-    architect: str = "offline"
-    """offline, anthropic, openai or replay: the source of phase 2's proposals."""
-    model: str | None = None
-    """The LLM architect's model (None: its provider's default)."""
-    base_url: str | None = None
-    """The LLM architect's server (None: the provider's public API)."""
-    price: tuple[float, float] | None = None
-    """Dollars per million (input, output) tokens (None: list prices of Claude models)."""
-    replay_from: str | None = None
-    """The replay architect's source: a run folder holding exchanges.jsonl."""
-    max_expansions: int = 10
-    """Architect proposals of phase 2."""
-    target: int = 120
-    """Stop when the objective reaches this many variables."""
-    objective: str = "recovered"
-    """recovered, above_null or beyond_inputs: what counts as improvement."""
-    patience: int = 3
-    """Stop after this many expansions without improvement."""
-    max_total_hours: float = 48.0
-    """Stop when training time, all candidates together, exceeds this."""
-    max_cost: float | None = None
-    """Stop when architect calls have cost this many dollars (None: no limit)."""
-    max_repairs: int = 2
-    """Repairs of a candidate rejected by the parser, the policy or the shape check."""
-    sandbox: str = "auto"
-    """auto, docker or process (bubblewrap)."""
-    allow_degraded: bool = False
-    """Run candidates with less than full isolation when neither docker nor bubblewrap
-    works (never chosen silently)."""
-    device: str = "auto"
-    """Training device: auto (CUDA when present), cpu, cuda or cuda:N."""
-    latent_dim: int = 64
-    """latent_dim every candidate is built with."""
-    threshold: float = 0.5
-    """Held-out r that counts as recovered."""
-    seed: int = 0
-    """Seed of training and of the offline architect."""
-    train: dict = field(default_factory=dict)
-    """TrainConfig overrides (time_budget_h, max_epochs, …)."""
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if k == "templates" else v
-                      for k, v in d.items() if k in known})
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
 
 
 class Orchestrator:
@@ -109,13 +47,14 @@ class Orchestrator:
         self.event = (monitor or PlainLines(print)).event
         self.run_id = run_id or new_run_id()
         self.dir = Path(cfg.run_dir) / self.run_id
+        self.sealed = self.dir / "sealed"
         self.repo = ModelRepository(self.dir)
         self.ledger = Ledger(self.dir / "ledger.sqlite")
         self.ledger.start_run(self.run_id, asdict(cfg), ds.meta["fingerprint"])
         self.architect = architect or OfflineArchitect(cfg.seed)
         self.backend = runner.resolve_backend(cfg.sandbox, cfg.allow_degraded)
         self.evaluator = Evaluator(ds, backend=self.backend, latent_dim=cfg.latent_dim,
-                                   threshold=cfg.threshold,
+                                   threshold=cfg.threshold, margin=cfg.margin,
                                    train={"seed": cfg.seed, "device": cfg.device, **cfg.train})
         self.failures = 0
         self.calls: list[dict] = []
@@ -130,7 +69,7 @@ class Orchestrator:
 
     @property
     def standing(self) -> Standing:
-        return standing(self.iterations, self.cfg.objective)
+        return standing(self.iterations, self.cfg.objective, self.cfg.target)
 
     @property
     def cost(self) -> float:
@@ -201,13 +140,16 @@ class Orchestrator:
         trained = self.evaluator.train(proposal.source,
                                        progress=lambda ep: self.event("epoch", **ep))
         self.event("activity", what="scoring", name=proposal.name)
-        result = self.evaluator.score(trained)
-        it.update({k: v for k, v in result.items() if k not in ("record", "isolation")})
+        result = self.evaluator.measure(trained)
+        it.update(result.fields(), training=training_summary(result.record))
+        if result.sealed is not None:  # the test moments, read only if it becomes a finalist
+            self.sealed.mkdir(exist_ok=True)
+            result.sealed.save(self.sealed / f"{n:04d}.npz")
         results = {k: it.get(k) for k in ("status", "scores", "failure_kind", "failure_message")}
-        results.update(record=result["record"], isolation=result["isolation"],
+        results.update(record=result.record, isolation=result.isolation,
                        data_fingerprint=self.ds.meta["fingerprint"], **self.evaluator.settings())
-        summary = (f"recovered {it['recovered']}/160, above null {it['above_null']}, "
-                   f"beyond inputs {it['beyond_inputs']}") if it["status"] == "scored" \
+        summary = (f"recovered {it['recovered']}/160 on selection trials, beyond controls "
+                   f"{it['beyond_controls']}") if it["status"] == "scored" \
             else f"failed ({it.get('failure_kind')})"
         it["commit_sha"] = self.repo.commit(branch, {"results.json": json.dumps(results)},
                                             f"iteration {n}: {proposal.name} — {summary}")
@@ -249,13 +191,14 @@ class Orchestrator:
             return proposal
 
     def _brief(self, k: int) -> Brief:
-        scored = self._with_sources([it for it in self.iterations if it.get("scores")])
-        variables = self.ds.meta["variables"]
         obj = self.cfg.objective
-        best = sorted(scored, key=lambda it: -it["scores"][obj])[:2]
+        scored = self._with_sources([as_trained(it) for it in self.iterations if eligible(it)])
+        variables = self.ds.meta["variables"]
+        best = self._with_sources(ranked(self.iterations, obj)[:2])
         return Brief(
             iteration=k, history=tuple(self.iterations),
-            gap=gap.analyse([it["scores"] for it in scored], variables, self.cfg.target)
+            gap=gap.analyse([it["scores"] for it in ranked(self.iterations, obj)], variables,
+                            self.cfg.target)
             if scored else None,
             patterns=tuple(patterns.mine(scored, variables)),
             exhausted=self.standing.exhausted,
@@ -268,7 +211,7 @@ class Orchestrator:
     # the loop ----------------------------------------------------------------------------
     def _stop(self) -> str | None:
         s, cfg = self.standing, self.cfg
-        if s.best is not None and s.best["scores"][cfg.objective] >= cfg.target:
+        if s.target_reached_by is not None:
             return "target reached"
         if s.expansions and s.stale >= cfg.patience:
             return f"{s.stale} expansions without improvement"
@@ -283,11 +226,14 @@ class Orchestrator:
     def run(self) -> dict:
         try:
             stop = self._loop()
+            final = finals.run(self)
         except KeyboardInterrupt:  # resumable like a crash, but said as what it was
             self.ledger.set_status(self.run_id, "interrupted")
             raise
+        if (best := self.standing.best) is not None:
+            self.repo.tag_best(best["branch"])  # its branch now holds final.json too
         self.ledger.set_status(self.run_id, "finished")
-        return self.summary(stop)
+        return self.summary(stop, final)
 
     def _loop(self) -> str:
         self.event("start", run_id=self.run_id, dir=str(self.dir), architect=self.architect.name,
@@ -319,14 +265,16 @@ class Orchestrator:
                                          self.cfg.max_repairs))
         return stop
 
-    def summary(self, stop: str) -> dict:
+    def summary(self, stop: str, final: list[dict]) -> dict:
         s = self.standing
         keys = ("number", "name", "architect", "branch", "commit_sha", "status", "recovered",
-                "above_null", "beyond_inputs", "spike_corr", "failure_kind")
-        scored = [it for it in self.iterations if it.get("scores")]
+                "above_null", "beyond_inputs", "beyond_controls", "spike_corr", "failure_kind")
+        scored = [as_trained(it) for it in self.iterations if eligible(it)]
         return {"run_id": self.run_id, "stop": stop, "iterations": len(self.iterations),
+                "objective": self.cfg.objective, "finals": final,
                 "expansions": s.expansions, "hours": s.hours, "cost_usd": self.cost,
-                "best": s.best and {k: s.best.get(k) for k in keys},
+                "best": s.best and {k: s.best.get(k) for k in keys} | {
+                    "intervals": s.best["scores"].get("intervals")},
                 "history": [{k: it.get(k) for k in keys} for it in self.iterations],
                 "exhausted": list(s.exhausted),
                 "patterns": patterns.mine(self._with_sources(scored), self.ds.meta["variables"])}

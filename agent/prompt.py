@@ -23,6 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.standing import eligible, ranked
 from descartes_core.contract import AXES
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -121,8 +122,8 @@ class Brief:
     """Normalised-source hashes of every candidate so far (see agent.dedup)."""
     feedback: str | None = None
     """Why the previous attempt of this iteration was rejected (repairs only)."""
-    objective: str = "recovered"
-    """What counts as improvement: recovered, above_null or beyond_inputs."""
+    objective: str = "beyond_controls"
+    """What counts as improvement (agent.config.OBJECTIVES), on selection trials."""
     threshold: float = 0.5
     """Held-out r that counts as recovered."""
 
@@ -138,26 +139,45 @@ def system_prompt(threshold: float, allowed_imports) -> str:
                                  valid_values=valid, imports=", ".join(sorted(allowed_imports)))
 
 
+def _count(s: dict, key: str) -> str:
+    lo, hi = (s.get("intervals") or {}).get(key) or (None, None)
+    return f"{s.get(key)}" if lo is None else f"{s.get(key)} [{lo:g}–{hi:g}]"
+
+
+def _trained(it: dict) -> str:
+    t = it.get("training") or {}
+    declared = (it.get("properties") or {}).get("gradient_strategy")
+    out = []
+    if t.get("strategy") and t["strategy"] != declared:
+        out.append(f"trained {t['strategy']}, not {declared}: {t.get('note') or 'a fallback'}")
+    if t.get("stopped_by") == "time_budget":
+        out.append(f"time budget reached after {t.get('epochs')} epochs")
+    return f" ({'; '.join(out)})" if out else ""
+
+
 def _row(it: dict) -> str:
     s = it.get("scores") or {}
     cats = s.get("by_category", {})
-    return (f"- {it['name']} ({', '.join(f'{k}={v}' for k, v in it['properties'].items())}): "
-            f"recovered {s.get('recovered')}/160, above null {s.get('above_null')}, beyond "
-            f"control {s.get('beyond_control')}, beyond inputs {s.get('beyond_inputs')}, "
-            f"spike r {s.get('spike_corr', 0):.3f}; "
+    self_readout = s.get("self_readout")
+    return (f"- {it['name']} ({', '.join(f'{k}={v}' for k, v in it['properties'].items())})"
+            f"{_trained(it)}: beyond controls {_count(s, 'beyond_controls')}, recovered "
+            f"{_count(s, 'recovered')}/160 (controls recover: null {s.get('null_recovered')}, "
+            f"random network {s.get('random_recovered')}, inputs {s.get('input_recovered')}), "
+            f"above null {s.get('above_null')}, beyond random {s.get('beyond_random')}, beyond "
+            f"inputs {s.get('beyond_inputs')}, spike r {s.get('spike_corr', 0):.3f}, "
+            f"self-readout {'–' if self_readout is None else f'{self_readout:.2f}'}; "
             + ", ".join(f"{k} {v}" for k, v in cats.items()))
 
 
 def user_prompt(brief: Brief) -> str:
     gap, feedback = brief.gap, brief.feedback
-    scored = sorted((h for h in brief.history if h.get("scores")),
-                    key=lambda h: -(h["scores"].get(brief.objective) or 0))
-    failed = [h for h in brief.history if not h.get("scores")]
+    scored = ranked(list(brief.history), brief.objective)
+    failed = [h for h in brief.history if not eligible(h)]
     return text("user").format(
         objective=brief.objective.replace("_", " "),
         best=_row(scored[0]) if scored else "nothing scored yet",
         worked="\n".join(_row(h) for h in scored[:10]) or "nothing yet",
-        failed="\n".join(f"- {h['name']}: {h.get('failure_kind')}: "
+        failed="\n".join(f"- {h['name']}{_trained(h)}: {h.get('failure_kind')}: "
                          f"{(h.get('failure_message') or '')[:800]}"
                          for h in failed[-10:]) or "nothing yet",
         gap=json.dumps({k: v for k, v in (gap or {}).items() if k != "never_recovered"},

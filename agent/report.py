@@ -1,10 +1,13 @@
 """The HTML report of a run: one self-contained file (inline SVG and CSS, no network).
 
-Read from the run's ledger, its model repository and its recorded exchanges: progress
-against iterations and training hours, the iterations × 160 recovery heatmap, recovery by
-category beside the baselines, a Pareto view, one section per iteration (hypothesis next
-to outcome, repairs, training curve, scores, source and diff), the DreamCoder patterns as
-they stood at each expansion and what the architect was told, and the architects' cost.
+Read from the run's ledger, its model repository and its recorded exchanges: the best by
+the run's objective (agent.standing) with its intervals, the finalists' figures on the
+held-out test trials, progress against iterations and training hours, the iterations × 160
+recovery heatmap, recovery by category beside the baselines, a Pareto view, one section
+per iteration (hypothesis next to outcome, repairs, training curve, scores, source and
+diff), the DreamCoder patterns as they stood at each expansion and what the architect was
+told, and the architects' cost. Search figures are on the selection trials (what the
+search chose by); test figures exist only for the finalists, scored after it stopped.
 
 Inert: much of what it shows was written by the candidates or sent back by the sandbox, so
 every value it did not write itself goes through `agent.inert` (escaped text, validated
@@ -24,17 +27,20 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
-from agent import inert
+from agent import inert, live
 from agent import report_plots as plots
+from agent.evaluator import as_trained
+from agent.finals import summarise
 from agent.llm import RECORDING, Recording
 from agent.repository import RefError
-from agent.runs import Run, standing
+from agent.runs import Run
+from agent.standing import eligible, ranked, standing
 from descartes_core import baselines, gap, patterns, variables
 
 CSS = Path(__file__).with_name("report.css")
-SECTIONS = (("summary", "Summary"), ("progress", "Progress"), ("heatmap", "Recovery heatmap"),
-            ("categories", "By category"), ("pareto", "Pareto"), ("iterations", "Iterations"),
-            ("patterns", "Patterns"), ("cost", "Architect cost"))
+SECTIONS = (("summary", "Summary"), ("finals", "Final, held out"), ("progress", "Progress"),
+            ("heatmap", "Recovery heatmap"), ("categories", "By category"), ("pareto", "Pareto"),
+            ("iterations", "Iterations"), ("patterns", "Patterns"), ("cost", "Architect cost"))
 
 
 def _variables(cfg: dict) -> list[dict]:
@@ -109,9 +115,20 @@ class Report:
                 "results": _dict(_read(run, r["branch"], "results.json")),
                 "source": inert.text(source) if isinstance(source, str) else None}
         self.scored = [r for r in self.rows if isinstance(r.get("scores"), dict)]
+        self.eligible = [r for r in self.rows if eligible(r)]  # never a failed training
         self.input_recovered = next((inert.number(r["scores"].get("input_recovered"))
                                      for r in self.scored), None)
         self.prompts = self._prompts()
+        self.final, self.final_error = self._finals()
+
+    def _finals(self) -> tuple[list[dict], str | None]:
+        """The finalists (agent.finals.summarise), in rank order; or why they cannot be read."""
+        try:
+            rows = summarise(self.run.ledger.finals(self.run.id), self.rows)
+            order = {it["number"]: k for k, it in enumerate(ranked(self.rows, self.objective))}
+            return sorted(rows, key=lambda f: order.get(f["number"], len(order))), None
+        except Exception as e:  # a ledger row of the wrong shape: said, never raised
+            return [], f"{type(e).__name__}: {e}"
 
     def _prompts(self) -> dict[str, str]:
         return {d["prompt_hash"]: d["user"]
@@ -122,40 +139,97 @@ class Report:
     def summary(self) -> str:
         s = standing(self.rows, self.objective)
         b = s.best
+        bs = _dict(b and b.get("scores"))
+        said = live.label(self.objective)
         statuses = Counter(inert.text(r["status"]) for r in self.rows)
         cost = sum(inert.number(c.get("cost_usd")) or 0.0 for c in self.calls)
-        cards = [("best recovered", f"{_fmt(b.get('recovered'))}/160" if b else "–"),
-                 ("above null", _fmt(b and b.get("above_null"))),
-                 ("beyond inputs", _fmt(b and b.get("beyond_inputs"))),
-                 ("spike r", _fmt(b and b.get("spike_corr"))),
-                 ("iterations", f"{len(self.rows)} ({_fmt(s.expansions)} expansions)"),
-                 ("training", f"{_fmt(s.hours, 2)} h"),
-                 ("architect cost", f"${_fmt(cost, 2)}"),
-                 ("input baseline", f"{_fmt(self.input_recovered)}/160")]
+        top = _dict(self.final[0]) if self.final else {}
+        cards = [(f"best by {said}", live.count(bs, self.objective) if b else "–")]
+        cards += [(live.label(k), live.count(bs, k, "/160" if k == "recovered" else ""))
+                  for k in ("beyond_controls", "recovered") if k != self.objective]
+        cards += [("spike r", live.spike(bs)),
+                  ("self-readout", _fmt(bs.get("self_readout"), 2)),
+                  ("controls recover", live.controls(bs) if b else "–"),
+                  ("final, held out: beyond controls",
+                   live.mean_sd(_dict(top.get("test")).get("beyond_controls"))),
+                  ("iterations", f"{len(self.rows)} ({_fmt(s.expansions)} expansions)"),
+                  ("training", f"{_fmt(s.hours, 2)} h"),
+                  ("architect cost", f"${_fmt(cost, 2)}")]
         html = '<div class="cards">' + "".join(
-            f'<div class="card">{h(k)}<b>{v}</b></div>' for k, v in cards) + "</div>"
-        html += (f"<p>Best: <b>{h(b.get('name'))}</b> ({h(b.get('branch'))}); improvement is "
-                 f"measured by <b>{h(self.objective.replace('_', ' '))}</b>, target "
-                 f"{h(self.cfg.get('target'))}. " if b else "<p>Nothing was scored. ")
-        html += ("Statuses: " + ", ".join(f"{v} {h(k)}" for k, v in statuses.items())
-                 + ". Every score is on held-out test trials; <i>above null</i> counts variables "
-                 "the untrained model does not recover, <i>beyond inputs</i> those a linear "
-                 "probe of the filtered inputs does not.</p>")
+            f'<div class="card">{h(k)}<b>{h(v)}</b></div>' for k, v in cards) + "</div>"
+        html += (f"<p>Best: <b>{h(b.get('name'))}</b> ({h(b.get('branch'))}), by <b>{h(said)}"
+                 f"</b>: {h(live.verdict(bs, self.objective))}. Target "
+                 f"{h(self.cfg.get('target'))} recovered. " if b else
+                 "<p>Nothing was scored without a training failure. ")
+        html += ("Statuses: " + ", ".join(f"{v} {h(k)}" for k, v in statuses.items()) + ".</p>"
+                 "<p>Every figure of the search is on the <b>selection trials</b>, with its 95 % "
+                 "bootstrap interval over those trials in brackets: the best is the first "
+                 "eligible iteration (scored, its training did not fail), then each that leads "
+                 "it on the objective on at least 90 % of the paired resamples. The <b>test "
+                 "trials</b> were scored only for the finalists, after the search stopped "
+                 "(<a href=\"#finals\">Final, held out</a>). <i>Beyond controls</i> counts "
+                 "variables with r ≥ the threshold and above every control by the margin: the "
+                 "untrained model (per variable its best seed), a random recurrent network of "
+                 "the same width and a linear probe of the filtered inputs; <i>above null</i>, "
+                 "<i>beyond random</i> and <i>beyond inputs</i> count recovered variables one "
+                 "control does not recover. The self-readout is how well the latents predict "
+                 "the model's own outputs (near 1: they make the output; low: a side "
+                 "channel).</p>")
         return html
+
+    def finals(self) -> str:
+        if self.final_error:
+            return (f'<p class="section-error">The finals could not be read '
+                    f"({h(self.final_error, 300)}).</p>")
+        if not self.final:
+            why = ("the run has not finished" if self.run.state() != "finished" else
+                   "nothing was eligible" if not self.eligible else
+                   f"it asked for {h(self.cfg.get('finalists'))} finalists")
+            return f"<p>No finalist was scored on the test trials: {why}.</p>"
+        rows = []
+        for k, f in enumerate(map(_dict, self.final), 1):
+            t, sel = _dict(f.get("test")), _dict(f.get("selection"))
+            c = _dict(f.get("controls"))
+            number = _fmt(f.get("number"))
+            rows.append([
+                str(k), f'<a href="#it-{inert.slug(number)}">#{number}</a> {h(f.get("name"))}',
+                h(live.trainings(f)), h(live.final_figure(f, "beyond_controls")),
+                h(live.final_figure(f, "recovered")), h(live.final_figure(f, "spike_corr", 3)),
+                h(live.mean_sd(t.get("self_readout"), 2)),
+                h(f"null {_fmt(c.get('null_recovered'))}, random network "
+                  f"{_fmt(c.get('random_recovered'))}, inputs {_fmt(c.get('input_recovered'))}"),
+                h(f"{live.mean_sd(sel.get('beyond_controls'))} / "
+                  f"{live.mean_sd(sel.get('recovered'))}")])
+        return ("<p>The finalists: the best, then the next eligible iterations by the objective, "
+                "each trained again with other seeds and scored once on the locked <b>test "
+                "trials</b>. Figures are mean ± sd over the trainings that succeeded; in "
+                "brackets the 95 % interval over test trials of its search training; the "
+                "controls are what each control recovers on the same test trials. The last "
+                "column is the same trainings on the selection trials, for comparison: a drop "
+                "from selection to test is what choosing by selection cost.</p>"
+                + _table(["rank", "finalist", "trainings", "beyond controls", "recovered /160",
+                          "spike r", "self-readout", "controls recover (test)",
+                          "selection: beyond controls / recovered"], rows,
+                         numeric={0, 3, 4, 5, 6}))
 
     def progress(self) -> str:
         if not self.rows:
             return "<p>No iterations.</p>"
-        return plots.progress(self.rows, inert.number(self.cfg.get("target")) or 120,
-                              self.input_recovered)
+        return ("<p>On the selection trials: the lines are the counts of the best by "
+                f"<b>{h(live.label(self.objective))}</b> as the search went (a new best must "
+                "lead beyond the trials' noise), the points each eligible iteration's count on "
+                "it with its 95 % interval.</p>"
+                + plots.progress(self.rows, inert.number(self.cfg.get("target")) or 120,
+                                 self.input_recovered, self.objective))
 
     def heatmap(self) -> str:
-        if not self.scored:
+        if not self.eligible:
             return "<p>No scored iteration.</p>"
-        return ("<p>Rows: scored iterations; columns: the 160 variables grouped by category and "
-                "ordered fast to slow within each; colour: held-out r of the probe; dots: "
-                "recovered. Blocks no row recovers are the ontological gaps.</p>"
-                + plots.heatmap(self.scored, self.vars,
+        return ("<p>Rows: scored iterations whose training did not fail; columns: the 160 "
+                "variables grouped by category and ordered fast to slow within each; colour: r "
+                "of the probe on the selection trials; dots: recovered. Blocks no row recovers "
+                "are the ontological gaps.</p>"
+                + plots.heatmap(self.eligible, self.vars,
                                 float(inert.number(self.cfg.get("threshold")) or 0.5)))
 
     def categories(self) -> str:
@@ -166,20 +240,22 @@ class Report:
                    _dict(_dict(best.get("scores")).get("by_category"))),
                   ("Volterra–Laguerre (input baseline)", self._input_by_category())]
         path = baselines.results_path(self.row["data_fingerprint"])
-        note = ""
+        note = ("<p>Recovered variables per category on the selection trials, the best beside "
+                "the baselines.</p>")
         if path.exists():
-            models += [(b["name"], b["scores"]["by_category"]) for b in
-                       json.loads(path.read_text()) if b.get("scores")
-                       and b["name"] != "volterra_laguerre"]
+            models += [(b.get("name"), _dict(b["selection"]).get("by_category"))
+                       for b in map(_dict, _list(json.loads(path.read_text())))
+                       if isinstance(b.get("selection"), dict)
+                       and b.get("name") != "volterra_laguerre"]
         else:
-            note = ("<p class=\"muted\">The LSTM and plain neural ODE baselines have not been "
+            note += ("<p class=\"muted\">The LSTM and plain neural ODE baselines have not been "
                     "run on this dataset: <code>descartes-agent baselines --data-dir "
                     f"{h(self.cfg.get('data_dir', 'DIR'))}</code> adds them here.</p>")
         counts = Counter(v["category"] for v in self.vars)
         return plots.categories(models, counts) + note
 
     def _input_by_category(self) -> dict:
-        s = self.scored[0]["scores"]
+        s = self.scored[0]["scores"]  # the inputs' probes are the same whatever the model
         # recovered by the inputs = recovered here and not beyond the inputs, or missed here
         gain = _list(s.get("gain_over_inputs"))
         out = Counter()
@@ -192,27 +268,28 @@ class Report:
 
     def pareto(self) -> str:
         pts = []
-        for r in self.scored:
+        for r in self.eligible:
             rec = _dict(self.details[r["number"]]["results"].get("record"))
             wall_s = inert.number(rec.get("wall_s"))  # the sandbox's word: checked, not trusted
             pts.append({"name": inert.text(r.get("name"), 18, oneline=True),
-                        "recovered": inert.number(r.get("recovered")),
+                        "count": inert.number(_dict(r.get("scores")).get(self.objective)),
                         "n_params": inert.number(rec.get("n_params")),
                         "minutes": None if wall_s is None else wall_s / 60})
-        return plots.pareto(pts) if pts else "<p>No scored iteration.</p>"
+        return (plots.pareto(pts, f"{live.label(self.objective)} of 160 (selection)") if pts
+                else "<p>No scored iteration.</p>")
 
     def iterations(self) -> str:
-        parts, best = [], None
+        parts = []
         fmt = HtmlFormatter(nowrap=False)
-        for r in self.rows:
+        finals = {f.get("number"): f for f in map(_dict, self.final)}
+        for i, r in enumerate(self.rows):
             d = self.details[r["number"]]
-            parts.append(_guarded(self._iteration, r, d, best, fmt))
-            score = inert.number(_dict(r.get("scores")).get(self.objective))
-            if score is not None and (best is None or score > best[0]):
-                best = (score, r, d["source"])
+            b = standing(self.rows[:i], self.objective).best  # the best before this one
+            best = b and (None, b, self.details[b["number"]]["source"])
+            parts.append(_guarded(self._iteration, r, d, best, fmt, finals.get(r["number"])))
         return "".join(parts)
 
-    def _iteration(self, r: dict, d: dict, best, fmt) -> str:
+    def _iteration(self, r: dict, d: dict, best, fmt, final: dict | None = None) -> str:
         p, check, res = d["proposal"], d["check"], d["results"]
         number, status = _fmt(r.get("number")), h(r.get("status"))
         head = (f'<h3 id="it-{inert.slug(number)}">#{number} {h(r.get("name"))} '
@@ -226,15 +303,24 @@ class Report:
         if isinstance(s, dict):
             by_category = ", ".join(f"{inert.text(k)} {inert.text(v)}"
                                     for k, v in _dict(s.get("by_category")).items())
-            outcome = (f"recovered <b>{_fmt(s.get('recovered'))}/160</b>, above null "
-                       f"{_fmt(s.get('above_null'))}, beyond control "
-                       f"{_fmt(s.get('beyond_control'))} (the control recovers "
-                       f"{_fmt(s.get('control_recovered'))}), beyond inputs "
-                       f"{_fmt(s.get('beyond_inputs'))}, spike r {_fmt(s.get('spike_corr'))}, "
-                       f"CCA {_fmt(s.get('cca'))}; by category: {h(by_category)}")
-            if r.get("failure_kind"):  # scored, but training was cut short
-                outcome += (f"<p>Training stopped early: {h(r.get('failure_kind'))}: "
-                            f"{h(r.get('failure_message'), 600)}</p>")
+            outcome = (f"<b>{h(live.counts(s, self.objective))}</b> on the selection trials; "
+                       f"{h(live.label('above_null'))} {h(live.count(s, 'above_null'))}, beyond "
+                       f"random {h(live.count(s, 'beyond_random'))}, beyond inputs "
+                       f"{h(live.count(s, 'beyond_inputs'))}; controls recover "
+                       f"{h(live.controls(s))}; spike r {h(live.spike(s))}, self-readout "
+                       f"{_fmt(s.get('self_readout'), 2)}, CCA {_fmt(s.get('cca'))}; by "
+                       f"category: {h(by_category)}")
+            t = _dict(r.get("training"))
+            if t.get("stopped_by") == "time_budget" or t.get("note"):  # the record says more
+                outcome += (f"<p>Training: {h(live.training_text(t))}"
+                            + (" (a success: the budget is not a failure)" if t.get(
+                                "stopped_by") == "time_budget" else "") + ".</p>")
+            if not eligible(r):  # an old row: scored, although its training failed
+                outcome += (f"<p>Training failed: {h(r.get('failure_kind'))}: "
+                            f"{h(r.get('failure_message'), 600)}. Not eligible: never the best "
+                            "nor a finalist.</p>")
+            if final:
+                outcome += f'<p class="final"><b>{h(live.final_line(final))}</b></p>'
         else:
             outcome = (f"{h(r.get('failure_kind'))}: <pre>"
                        f"{h(r.get('failure_message'), 1500)}</pre>")
@@ -288,9 +374,9 @@ class Report:
         for i, r in enumerate(self.rows):
             if r["architect"] == "template":
                 continue
-            prior = [{**q, "properties": _dict(q.get("properties")),
+            prior = [{**q, "properties": _dict(q.get("properties")),  # as the brief saw them
                       "source": self.details[q["number"]]["source"] or ""}
-                     for q in self.rows[:i] if isinstance(q.get("scores"), dict)]
+                     for q in map(as_trained, self.rows[:i]) if eligible(q)]
             found = patterns.mine(prior, self.vars)
             g = gap.analyse([q["scores"] for q in prior], self.vars,
                             inert.number(self.cfg.get("target")) or 120) if prior else None

@@ -19,14 +19,18 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from agent import inert
+from agent.standing import eligible, standing
 from descartes_core.variables import CATEGORIES
 
 plt.rcParams["svg.hashsalt"] = "descartes-agent"  # the same run, the same file
 
-OBJECTIVES = (("recovered", "recovered"), ("above_null", "above null"),
+OBJECTIVES = (("beyond_controls", "beyond controls"), ("recovered", "recovered"),
+              ("above_null", "above null"), ("beyond_random", "beyond random"),
               ("beyond_inputs", "beyond inputs"))
-COLOURS = {"recovered": "#1f5fa8", "above_null": "#d07a12", "beyond_inputs": "#2e8b57",
-           "template": "#888888", "expansion": "#1f5fa8"}
+"""scoring.COUNTS: the best's count of each, as the search went."""
+COLOURS = {"beyond_controls": "#8b1a8b", "recovered": "#1f5fa8", "above_null": "#d07a12",
+           "beyond_random": "#b8860b", "beyond_inputs": "#2e8b57", "template": "#888888",
+           "expansion": "#1f5fa8"}
 
 
 _figures = itertools.count(1)
@@ -64,49 +68,70 @@ def svg(fig) -> str:
     return re.sub(r'(url\(#|href="#)([^")]+)', rf"\1{prefix}\2", text)
 
 
-def _running_best(values: list) -> list[float]:
-    best, out = -np.inf, []
-    for v in map(inert.number, values):
-        if v is not None and v > best:
-            best = v
-        out.append(best if np.isfinite(best) else np.nan)
-    return out
+def _scores(r) -> dict:
+    s = r.get("scores") if isinstance(r, dict) else None
+    return s if isinstance(s, dict) else {}
+
+
+def _interval(s: dict, key: str) -> tuple[float, float] | None:
+    iv = s.get("intervals")
+    iv = iv.get(key) if isinstance(iv, dict) else None
+    if not isinstance(iv, list) or len(iv) != 2 or None in map(inert.number, iv):
+        return None
+    return float(iv[0]), float(iv[1])
+
+
+def bests_so_far(rows: list[dict], objective: str) -> list[dict | None]:
+    """After each iteration, the best by `objective` as agent.standing decides it."""
+    return [standing(rows[:k + 1], objective).best for k in range(len(rows))]
 
 
 @_inert
-def progress(rows: list[dict], target: int, input_recovered: int | None) -> str:
-    """Best so far of the three counts and spike r, against iteration and training hours."""
+def progress(rows: list[dict], target: int, input_recovered: int | None,
+             objective: str = "beyond_controls") -> str:
+    """The best's counts (agent.standing: a lead beyond the trials' noise) and spike r as
+    the search went, against iteration and training hours; each eligible iteration's count
+    on the objective with its interval. All on the selection trials."""
     n = [inert.number(r.get("number")) or k + 1 for k, r in enumerate(rows)]
     hours = np.cumsum([inert.number(r.get("train_hours")) or 0.0 for r in rows])
+    bests = [_scores(b) for b in bests_so_far(rows, objective)]
     fig, axes = plt.subplots(2, 2, figsize=(12, 6.4), sharey="row")
-    spike = [inert.number(r.get("spike_corr")) for r in rows]
+    names = dict(OBJECTIVES)
+    said = names.get(objective, _label(objective))
     for col, (x, label) in enumerate(((n, "iteration"), (hours, "training hours (cumulative)"))):
         ax = axes[0, col]
         for key, name in OBJECTIVES:
-            ax.step(x, _running_best([r.get(key) for r in rows]), where="post",
-                    color=COLOURS[key], label=f"best {name}")
+            ax.step(x, [_value(b.get(key)) for b in bests], where="post",
+                    color=COLOURS[key], lw=2.2 if key == objective else 1.1,
+                    label=f"the best's {name}")
         for kind, marker in (("template", "s"), ("expansion", "o")):
-            pts = [(xi, inert.number(r.get("recovered"))) for xi, r in zip(x, rows, strict=True)
-                   if inert.number(r.get("recovered")) is not None
+            pts = [(xi, inert.number(_scores(r).get(objective)), _interval(_scores(r), objective))
+                   for xi, r in zip(x, rows, strict=True)
+                   if eligible(r) and inert.number(_scores(r).get(objective)) is not None
                    and (r.get("architect") == "template") == (kind == "template")]
             if pts:
-                ax.scatter(*zip(*pts, strict=True), marker=marker, s=22, zorder=3,
-                           color=COLOURS[kind], label=f"{kind}s (recovered)")
+                xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                ci = [p[2] or (p[1], p[1]) for p in pts]  # no interval: no bar
+                err = np.array([[max(y - lo, 0.0) for y, (lo, _) in zip(ys, ci, strict=True)],
+                                [max(hi - y, 0.0) for y, (_, hi) in zip(ys, ci, strict=True)]])
+                ax.errorbar(xs, ys, yerr=err, fmt=marker, ms=4.5, zorder=3, capsize=2,
+                            color=COLOURS[kind], label=f"{kind}s ({said}, 95 % interval)")
         ax.axhline(_value(target), ls="--", color="#b22222", lw=1,
-                   label=f"target {inert.fmt(target)}")
+                   label=f"target {inert.fmt(target)} (recovered)")
         if inert.number(input_recovered) is not None:
             ax.axhline(input_recovered, ls=":", color="#555555", lw=1,
-                       label=f"input baseline {inert.fmt(input_recovered)}")
+                       label=f"input baseline recovers {inert.fmt(input_recovered)}")
         ax.set_ylim(0, 165)
         ax = axes[1, col]
-        ax.plot(x, [_value(v) for v in spike], "o", color="#444444", ms=4,
-                label="each iteration")
-        ax.step(x, _running_best(spike), where="post", color="#1f5fa8", label="best so far")
+        ax.plot(x, [_value(_scores(r).get("spike_corr")) if eligible(r) else np.nan
+                    for r in rows], "o", color="#444444", ms=4, label="each eligible iteration")
+        ax.step(x, [_value(b.get("spike_corr")) for b in bests], where="post", color="#1f5fa8",
+                label=f"the best by {said}")
         ax.set_xlabel(label)
     for ax in axes[:, 0]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].set_ylabel("variables of 160")
-    axes[1, 0].set_ylabel("spike correlation (held out)")
+    axes[0, 0].set_ylabel("variables of 160 (selection trials)")
+    axes[1, 0].set_ylabel("spike correlation (selection trials)")
     axes[0, 0].legend(fontsize=7, loc="upper left")
     axes[1, 0].legend(fontsize=7)
     fig.tight_layout()
@@ -150,7 +175,7 @@ def heatmap(rows: list[dict], variables: list[dict], threshold: float) -> str:
     ys, xs = np.nonzero(rec)
     ax.scatter(xs, ys, s=2, color="black", marker=".", label=f"recovered (r ≥ {threshold})")
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.18))
-    fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01, label="held-out r")
+    fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01, label="r on the selection trials")
     return svg(fig)
 
 
@@ -167,19 +192,20 @@ def categories(models: list[tuple[str, dict]], counts: dict[str, int]) -> str:
                       label=_label(name, 60))
         ax.bar_label(bars, fontsize=7)
     ax.set_xticks(x, [f"{c} (of {counts.get(c, '?')})" for c in CATEGORIES])
-    ax.set_ylabel("recovered variables")
+    ax.set_ylabel("recovered variables (selection)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return svg(fig)
 
 
 @_inert
-def pareto(points: list[dict]) -> str:
-    """Recovered against parameter count and against training time; the front marked."""
+def pareto(points: list[dict], ylabel: str = "recovered of 160") -> str:
+    """A count (each point's "count") against parameter count and against training time;
+    the front marked."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, key, label, log in ((axes[0], "n_params", "parameters", True),
                                 (axes[1], "minutes", "training time (min)", False)):
-        pts = [(inert.number(p.get(key)), inert.number(p.get("recovered")),
+        pts = [(inert.number(p.get(key)), inert.number(p.get("count")),
                 _label(p.get("name"), 18)) for p in points]
         pts = sorted((q for q in pts if None not in q[:2] and (q[0] > 0 or not log)),
                      key=lambda q: q[:2])
@@ -197,7 +223,7 @@ def pareto(points: list[dict]) -> str:
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("recovered of 160")
+        ax.set_ylabel(_label(ylabel, 60))
         ax.legend(fontsize=7)
     fig.tight_layout()
     return svg(fig)

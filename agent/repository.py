@@ -31,18 +31,28 @@ class ModelRepository:
         self.path = Path(path)
         if (self.path / ".git").exists():
             self.repo = git.Repo(self.path)
+            self._exclude()
             return
         self.path.mkdir(parents=True, exist_ok=True)
         self.repo = git.Repo.init(self.path, initial_branch="main")
         # the run's other files live beside the work tree, never in an iteration's commit
-        (self.path / ".git" / "info").mkdir(exist_ok=True)
-        (self.path / ".git" / "info" / "exclude").write_text(
-            "ledger.sqlite*\nexchanges.jsonl\nreport.html\n")
+        self._exclude()
         (self.path / "README.md").write_text(
             "# descartes-agent model repository\n\nOne branch per iteration: "
             "`git log --all --oneline` tells the story; `git show best` is the best model.\n")
         self.repo.index.add(["README.md"])
         self.repo.index.commit("model repository of one run", author=AUTHOR, committer=AUTHOR)
+
+    EXCLUDED = ("ledger.sqlite*", "exchanges.jsonl", "report.html", "sealed/")
+    """The run's files beside the work tree, never in an iteration's commit (sealed/ holds
+    the test-trial moments that only the finalists' scoring reads)."""
+
+    def _exclude(self) -> None:
+        path = self.path / ".git" / "info" / "exclude"
+        path.parent.mkdir(exist_ok=True)
+        have = path.read_text().split() if path.exists() else []
+        if not set(self.EXCLUDED) <= set(have):
+            path.write_text("\n".join(dict.fromkeys([*have, *self.EXCLUDED])) + "\n")
 
     @property
     def root(self) -> git.Commit:

@@ -1,5 +1,5 @@
-"""Runs on disk: finding a run in a run directory, its state, its standing, and an
-iteration by reference.
+"""Runs on disk: finding a run in a run directory, its state, and an iteration by
+reference (its standing is agent.standing's).
 
 A run directory holds one folder per run (named by its id, which sorts by start time);
 the folder is the git model repository, with ``ledger.sqlite`` and, for LLM architects,
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -56,39 +55,6 @@ class Run:
         if row["host"] == socket.gethostname() and not pid_alive(row["pid"]):
             return "crashed"
         return "running"
-
-
-@dataclass
-class Standing:
-    """What the loop decides from, derived from the recorded iterations."""
-
-    best: dict | None = None
-    stale: int = 0
-    exhausted: tuple[str, ...] = ()
-    hours: float = 0.0
-    expansions: int = 0
-    templates_done: frozenset[str] = frozenset()
-
-
-def standing(iterations: list[dict], objective: str) -> Standing:
-    s, misses, best_score = Standing(), Counter(), -1
-    for it in iterations:
-        s.hours += it.get("train_hours") or 0.0
-        score = (it.get("scores") or {}).get(objective)
-        improved = score is not None and score > best_score
-        if improved:
-            s.best, best_score = it, score
-        props = it.get("properties")  # the architect's own words: a family must be a name
-        family = props.get("family") if isinstance(props, dict) else None
-        if isinstance(family, str) and family and not improved:
-            misses[family] += 1
-        if it["architect"] == "template":
-            s.templates_done |= {it["name"]}
-        else:
-            s.expansions += 1
-            s.stale = 0 if improved else s.stale + 1
-    s.exhausted = tuple(sorted(f for f, n in misses.items() if n >= 2))
-    return s
 
 
 def runs(run_dir: Path) -> list[Run]:

@@ -8,14 +8,13 @@ from typing import Annotated
 
 import typer
 
-from agent.browse_cli import RunDir, iteration_table
+from agent.browse_cli import RunDir, finals_table, iteration_table
+from agent.config import OBJECTIVES, PRESETS, RunConfig
 from agent.console import UsageError, dataset_at, dataset_by_fingerprint, out, say
-from descartes_core.dataset import Dataset, SimulationSpec
+from descartes_core.dataset import Dataset
 
-QUICK_DATA = SimulationSpec(n_trials=24, duration_ms=300, burn_in_ms=300.0)
-QUICK_TRAIN = {"max_epochs": 3, "time_budget_h": 0.02, "batch_size": 8, "verify_steps": 40,
-               "verify_window": 50}
 ARCHITECTS = ("offline", "anthropic", "openai", "replay")
+D = RunConfig()  # the defaults every option below shows
 
 
 def _price(text: str | None) -> tuple[float, float] | None:
@@ -55,14 +54,26 @@ def run(
         "--replay-from", help="With --architect replay: the run folder whose recorded "
         "exchanges answer the prompts.")] = None,
     max_expansions: Annotated[int, typer.Option(
-        "--max-llm-expansions", min=0, help="Architect proposals after the templates.")] = 10,
+        "--max-llm-expansions", min=0, help="Architect proposals after the templates.")
+    ] = D.max_expansions,
     time_budget: Annotated[float, typer.Option(
         "--time-budget", min=0.0, help="Training hours per architecture.")] = 2.0,
     target: Annotated[int, typer.Option(
-        "--target-recovery", min=1, max=160, help="Stop when the objective reaches this.")] = 120,
+        "--target-recovery", min=1, max=160, help="Stop when a candidate recovers this many "
+        "variables (r ≥ 0.5 on selection trials).")] = D.target,
     objective: Annotated[str, typer.Option(
-        help="What counts as improvement: recovered, above-null or beyond-inputs.")
-    ] = "recovered",
+        help="What counts as improvement: beyond-controls (r ≥ 0.5 and above the untrained "
+        "null, the random network and the inputs by --margin), recovered, above-null, "
+        "beyond-random or beyond-inputs.")] = D.objective.replace("_", "-"),
+    margin: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="How far r must exceed every control's for beyond-controls.")
+    ] = D.margin,
+    finalists: Annotated[int, typer.Option(
+        min=0, help="Candidates scored on the locked test trials when the search stops.")
+    ] = D.finalists,
+    final_seeds: Annotated[int, typer.Option(
+        "--final-seeds", min=1, help="Trainings of each finalist (its own and reruns with "
+        "other seeds), reported as mean ± sd.")] = D.final_seeds,
     max_total_hours: Annotated[float, typer.Option(
         "--max-total-hours", min=0.0, help="Stop after this much training, all told.")] = 48.0,
     max_cost: Annotated[float | None, typer.Option(
@@ -93,7 +104,7 @@ def run(
     scored on held-out trials beside its controls (untrained null, input baseline).
     """
     from agent import runs
-    from agent.orchestrator import RunConfig, new_run_id
+    from agent.config import RunConfig, new_run_id
 
     if resume is not None:
         r = runs.open_run(run_dir, resume)
@@ -111,13 +122,13 @@ def run(
         if architect not in ARCHITECTS:
             raise UsageError(f"--architect {architect}: expected {', '.join(ARCHITECTS)}")
         api_key = _api_key(architect, api_key)
-        if preset not in (None, "quick"):
-            raise UsageError(f"--preset {preset}: expected quick")
+        if preset is not None and preset not in PRESETS:
+            raise UsageError(f"--preset {preset}: expected {', '.join(PRESETS)}")
         if sandbox not in ("auto", "docker", "process"):
             raise UsageError(f"--sandbox {sandbox}: expected auto, docker or process")
-        if objective.replace("-", "_") not in ("recovered", "above_null", "beyond_inputs"):
-            raise UsageError(f"--objective {objective}: expected recovered, above-null or "
-                             "beyond-inputs")
+        if objective.replace("-", "_") not in OBJECTIVES:
+            raise UsageError(f"--objective {objective}: expected "
+                             f"{', '.join(o.replace('_', '-') for o in OBJECTIVES)}")
         if architect == "replay" and (replay_from is None or not replay_from.is_dir()):
             raise UsageError("--architect replay needs --replay-from RUN_FOLDER (a run's "
                              "folder holding exchanges.jsonl)")
@@ -127,15 +138,19 @@ def run(
             raise UsageError(f"--templates: unknown {', '.join(unknown)} (T0 … T8)")
         train = {"time_budget_h": time_budget}
         spec = None
-        if preset == "quick":
-            spec, chosen, train = QUICK_DATA, ("T1", "T5"), QUICK_TRAIN
-            max_expansions = min(max_expansions, 3)
+        if preset is not None:
+            p = PRESETS[preset]
+            spec, chosen, train = p.data, p.templates, dict(p.train)
+            max_expansions = min(max_expansions, p.max_expansions)
+            finalists, final_seeds = min(finalists, p.finalists), min(final_seeds, p.final_seeds)
         ds, path = dataset_at(data_dir, spec)
         cfg = RunConfig(run_dir=str(run_dir), data_dir=str(path), templates=chosen,
                         architect=architect, model=model, base_url=base_url,
                         price=_price(price), replay_from=replay_from and str(replay_from),
                         max_expansions=max_expansions, target=target,
-                        objective=objective.replace("-", "_"), max_total_hours=max_total_hours,
+                        objective=objective.replace("-", "_"), margin=margin,
+                        finalists=finalists, final_seeds=final_seeds,
+                        max_total_hours=max_total_hours,
                         max_cost=max_cost, max_repairs=max_repairs, sandbox=sandbox,
                         allow_degraded=allow_degraded,
                         device=device, seed=seed, train=train)
@@ -178,17 +193,29 @@ def _search(cfg, ds: Dataset, run_id: str, api_key: str | None) -> None:
 
 
 def _final_summary(s: dict, orch) -> None:
+    from agent import live
+
     out.rule("search finished")
     say(f"stopped: {s['stop']} after {s['iterations']} iterations ({s['expansions']} "
          f"expansions), {s['hours']:.2f} h of training, architect cost ${s['cost_usd']:.2f}")
-    best = s["best"]
-    if best:
-        say(f"best: {best['name']} ({best['branch']}): recovered {best['recovered']}/160 "
-             f"(above null {best['above_null']}, beyond inputs {best['beyond_inputs']}), "
-             f"spike r {best['spike_corr']:.3f}")
+    best, objective = s["best"], s.get("objective", orch.cfg.objective)
+    if best:  # agent.standing's best: its full scores are the iteration's
+        scores = next((it["scores"] for it in orch.iterations
+                       if it["number"] == best["number"]), None) or best
+        say(f"best: {best['name']} ({best['branch']}), by {live.label(objective)}: "
+            f"{live.verdict(scores, objective)}")
     else:
-        say("best: nothing was scored")
+        say("best: nothing was scored without a training failure")
     out.print(iteration_table(s["history"], "history"))
+    if s.get("finals"):
+        from agent.standing import ranked
+
+        out.print(finals_table(s["finals"], [it["number"] for it in
+                                             ranked(orch.iterations, objective)]))
+        say("the search chose on the selection trials; only these finalists were ever scored "
+            "on the test trials, after it stopped")
+    elif best:
+        say("final, held out: no finalists were scored on the test trials (--finalists 0)")
     if s["exhausted"]:
         say("exhausted families: " + ", ".join(s["exhausted"]))
     for p in s["patterns"][:8]:

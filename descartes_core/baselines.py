@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from descartes_core import laguerre, scoring
+from descartes_core import controls, laguerre, scoring
 from descartes_core.contract import load_candidate, template_sources
 from descartes_core.dataset import Dataset, cache_root
 from descartes_core.training import TrainConfig, evaluate
@@ -122,23 +122,66 @@ def results_path(fingerprint: str) -> Path:
     return cache_root() / "baselines" / f"{fingerprint[:20]}.json"
 
 
-def input_baseline(ds: Dataset) -> tuple[VolterraLaguerre, np.ndarray]:
-    """The VL fit and the probe correlations of its latents, cached by dataset fingerprint."""
-    key = hashlib.sha256(f"{ds.meta['fingerprint']}|{ALPHAS}|{N_FUNCS}|{LAMBDAS}".encode())
+INPUT_ALPHAS = (0.8, 0.9, 0.95, 0.98)
+"""Poles of the input baseline's banks, fast to slow memory, beside the fitted model's own."""
+
+
+def _terms(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """(…, 20, 5) the fitted model's second-order terms per cell: the quadratic forms of its
+    own drive, each neighbour's, the gain's, and own drive × gain."""
+    lf = N_FUNCS
+    ch = f.reshape(*f.shape[:-1], -1, lf)
+    own = ch[..., :N_CELLS, :]
+    blocks = (own, np.roll(own, 1, axis=-2), np.roll(own, -1, axis=-2),
+              np.broadcast_to(ch[..., N_CELLS:, :], own.shape))
+    iu = np.triu_indices(lf)
+    pos, out = 1 + 4 * lf, []
+    for v in blocks:
+        q = np.zeros((lf, lf))
+        q[iu] = coef[pos : pos + len(iu[0])]
+        out.append(np.einsum("...i,ij,...j->...", v, q, v))
+        pos += len(iu[0])
+    cross = coef[pos : pos + lf * lf].reshape(lf, lf)
+    out.append(np.einsum("...i,ij,...j->...", own, cross, blocks[3]))
+    return np.stack(out, axis=-1)
+
+
+def input_features(ds: Dataset, vl: VolterraLaguerre, stride: int = scoring.STRIDE
+                   ) -> np.ndarray:
+    """(N, ⌈T/stride⌉, F) what a linear probe of the inputs alone may use: Laguerre banks of
+    all 21 inputs at several poles (and the fitted model's), and the fitted model's
+    second-order terms. Every step is filtered; every stride-th is kept."""
+    alphas = sorted({*INPUT_ALPHAS, vl.alpha})
+    parts = [laguerre.features(ds.inputs, a, N_FUNCS)[:, ::stride].astype(np.float32)
+             for a in alphas]
+    f = laguerre.features(ds.inputs, vl.alpha, N_FUNCS)[:, ::stride]
+    parts.append(_terms(f, vl.coef).reshape(*f.shape[:2], -1).astype(np.float32))
+    return np.concatenate(parts, axis=-1)
+
+
+def input_baseline(ds: Dataset) -> tuple[VolterraLaguerre, scoring.Fit]:
+    """The VL fit and the probes of the input features (on selection and test trials),
+    cached by dataset fingerprint."""
+    key = hashlib.sha256(f"{ds.meta['fingerprint']}|{ALPHAS}|{N_FUNCS}|{LAMBDAS}|"
+                         f"{INPUT_ALPHAS}|{scoring.STRIDE}|{scoring.RIDGE_ALPHAS.tolist()}"
+                         .encode())
     path = cache_root() / "input_baseline" / f"{key.hexdigest()[:20]}.npz"
     if path.exists():
         with np.load(path) as z:
-            alpha, lam, coef, val_corr, r = (z[k] for k in ("alpha", "lam", "coef", "val", "r"))
+            alpha, lam, coef, val_corr = (z[k] for k in ("alpha", "lam", "coef", "val"))
+            fit = scoring.Fit({k: z[f"on_{k}"] for k in ("selection", "test")})
         f = laguerre.features(ds.inputs, float(alpha), N_FUNCS)
         vl = VolterraLaguerre(float(alpha), float(lam), coef,
                               _predict(f, coef).astype(np.float32), f.astype(np.float32),
                               float(val_corr))
-        return vl, r
+        return vl, fit
     vl = fit_volterra_laguerre(ds)
-    r = scoring.probe_correlations(vl.latents, ds.biovars, ds.meta["split"])
+    fit = scoring.probe(input_features(ds, vl), ds.biovars[:, ::scoring.STRIDE],
+                        ds.meta["split"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, alpha=vl.alpha, lam=vl.lam, coef=vl.coef, val=vl.val_corr, r=r)
-    return vl, r
+    np.savez(path, alpha=vl.alpha, lam=vl.lam, coef=vl.coef, val=vl.val_corr,
+             **{f"on_{k}": v for k, v in fit.on.items()})
+    return vl, fit
 
 
 class LSTMBaseline(nn.Module):
@@ -168,16 +211,32 @@ def run(
     *,
     latent_dim: int = 64,
     threshold: float = 0.5,
+    margin: float = 0.05,
     progress: Callable[[str, int, int, float, float], None] | None = None,
 ) -> list[dict]:
-    """Score the three baselines on held-out trials; one row per baseline."""
+    """Score the three baselines on selection and on test trials; one row per baseline.
+
+    Baselines are not searched, so their test figures may be shown at once. Each row is
+    compared with the trusted random network of its own latent width and the input
+    baseline; the trained ones also with their untrained null (``cfg.null_seeds`` seeds)."""
+    split, variables = ds.meta["split"], ds.meta["variables"]
+    vl, inputs_fit = input_baseline(ds)
+
+    def scored(pred, latents, nulls=()) -> dict:
+        width = latents.shape[-1]
+        random = scoring.probe(controls.random_network_latents(ds.inputs, width,
+                                                               ds.meta["dt_ms"]),
+                               ds.biovars, split, stride=scoring.STRIDE)
+        null = tuple(scoring.probe(z, ds.biovars, split, stride=scoring.STRIDE) for z in nulls)
+        m = scoring.measure(pred, latents[:, ::scoring.STRIDE], ds.outputs, ds.biovars, split,
+                            scoring.Controls(null, random, inputs_fit))
+        return {on: m.scores(variables, on, threshold, margin).to_dict()
+                for on in ("selection", "test")}
+
     rows = []
     t0 = time.monotonic()
-    vl, input_r = input_baseline(ds)
-    s = scoring.score(vl.predictions, vl.latents, ds.outputs, ds.biovars, ds.meta,
-                      threshold=threshold, input_r=input_r)
-    rows.append({"name": "volterra_laguerre", "scores": s.to_dict(), "failure": None,
-                 "wall_s": round(time.monotonic() - t0, 1),
+    rows.append({"name": "volterra_laguerre", **scored(vl.predictions, vl.latents),
+                 "failure": None, "wall_s": round(time.monotonic() - t0, 1),
                  "detail": {"alpha": vl.alpha, "lambda": vl.lam}})
     t0_src = template_sources()["T0"]
     trained = [("lstm", LSTMBaseline, "direct", None),
@@ -185,16 +244,14 @@ def run(
     targets = ds.training_outputs()
     for name, model_cls, strategy, src in trained:
         cb = None if progress is None else (lambda *a, n=name: progress(n, *a))
-        ev = evaluate(model_cls, ds.inputs, targets, ds.meta["split"], strategy, cfg,
+        ev = evaluate(model_cls, ds.inputs, targets, split, strategy, cfg,
                       latent_dim=latent_dim, source=src, progress=cb)
         row = {"name": name, "failure": ev.record.failure, "wall_s": ev.record.wall_s,
                "detail": {"epochs": ev.record.epochs, "strategy": ev.record.strategy,
                           "note": ev.record.strategy_note,
                           "failure_message": ev.record.failure_message}}
-        if ev.predictions is not None:
-            row["scores"] = scoring.score(
-                ev.predictions, ev.latents, ds.outputs, ds.biovars, ds.meta,
-                threshold=threshold, null_latents=ev.null_latents, input_r=input_r).to_dict()
+        if ev.predictions is not None and ev.record.failure is None:
+            row.update(scored(ev.predictions, ev.latents, ev.null_latents))
         rows.append(row)
     path = results_path(ds.meta["fingerprint"])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ plus one value per axis) and ``class Model(nn.Module)`` with
 
 from __future__ import annotations
 
+import ast
 import sys
 import types
 from enum import Enum, StrEnum
@@ -118,3 +119,31 @@ def load_candidate(source: str, filename: str = "<candidate>"):
     sys.modules["candidate"] = module
     exec(compile(source, filename, "exec"), module.__dict__)
     return validate_properties(getattr(module, "PROPERTIES", None)), module.Model
+
+
+def calls_odeint_adjoint(source: str) -> bool:
+    """Whether the module calls torchdiffeq's odeint_adjoint, read from its AST (never run).
+
+    True iff some call's function is the name ``odeint_adjoint``, an attribute
+    ``….odeint_adjoint`` (``torchdiffeq.odeint_adjoint(…)``) or a name imported as an
+    alias of it (``from torchdiffeq import odeint_adjoint as oa`` … ``oa(…)``). A comment,
+    a string or an uncalled mention does not count, nor another function imported under
+    that name; a source that does not parse calls nothing."""
+    try:
+        tree = ast.parse(source if isinstance(source, str) else str(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    names = {"odeint_adjoint"}
+    for node in ast.walk(tree):
+        for a in node.names if isinstance(node, ast.ImportFrom) else ():
+            if a.name == "odeint_adjoint" and a.asname:
+                names.add(a.asname)
+            elif a.asname == "odeint_adjoint":  # `import odeint as odeint_adjoint` is odeint
+                names.discard("odeint_adjoint")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if ((isinstance(f, ast.Name) and f.id in names)
+                    or (isinstance(f, ast.Attribute) and f.attr == "odeint_adjoint")):
+                return True
+    return False

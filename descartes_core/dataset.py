@@ -34,7 +34,11 @@ FORMAT = "descartes-dataset/1"
 OUTPUT_TAU_MS = 10.0
 CORE_FILES = ("inputs.npy", "outputs.npy", "biovars.npy", "meta.json")
 SHAPES = {"inputs.npy": 21, "outputs.npy": 20, "biovars.npy": 160}
-SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+SPLITS = ("train", "val", "selection", "test")
+"""Train fits, validation stops early and picks probe penalties, selection is what the
+search decides from, test is locked until the run's finalists are scored."""
+SPLIT_FRACTIONS = {"val": 0.15, "selection": 0.125, "test": 0.125}
+"""Shares of each regime's trials; train gets the rest."""
 _SOURCES = ("channels.py", "circuit.py", "circuit_kernel.py", "trials.py", "dataset.py")
 
 
@@ -47,11 +51,11 @@ class SimulationSpec:
     """What a simulated dataset is made from; its hash is the cache key."""
 
     n_trials: int = 256
-    """Number of trials (at least 3: one each for train, val and test)."""
+    """Number of trials (at least 4: one each for train, val, selection and test)."""
     duration_ms: int = 2000
     """Recorded length of each trial in 1-ms bins (T), after the burn-in."""
     seed: int = 0
-    """Seed of the trial design and of the train/val/test split."""
+    """Seed of the trial design and of the four-way split."""
     burn_in_ms: float = circuit.BURN_IN_MS
     """Quiet burn-in before t = 0, with each trial's first input held."""
     circuit: CircuitParams = field(default_factory=CircuitParams)
@@ -78,12 +82,13 @@ class Dataset:
     initial_state: dict[str, np.ndarray] | None = None
 
     def split(self, name: str) -> np.ndarray:
-        """Trial indices of 'train', 'val' or 'test'."""
+        """Trial indices of 'train', 'val', 'selection' or 'test'."""
         return np.asarray(self.meta["split"][name], dtype=np.intp)
 
     def training_outputs(self) -> np.ndarray:
-        """The outputs with the test trials' zeroed: all that training may see."""
+        """The outputs with the selection and test trials' zeroed: all that training may see."""
         out = self.outputs.copy()
+        out[self.split("selection")] = 0.0
         out[self.split("test")] = 0.0
         return out
 
@@ -104,22 +109,48 @@ def fingerprint(inputs, outputs, biovars, meta: dict) -> str:
     return h.hexdigest()
 
 
-def _split(records: list[dict], seed: int) -> dict[str, list[int]]:
-    """Per-regime shuffled split, so every regime appears in train, val and test."""
+def split_trials(strata: list[str], seed: int) -> dict[str, list[int]]:
+    """The four-way split, shuffled within each stratum (regime), so every regime appears
+    in every split; on small datasets each split still gets a trial, taken from train."""
     rng = np.random.default_rng([seed, 1])
-    out = {"train": [], "val": [], "test": []}
-    for regime in trials.REGIMES:
-        idx = [i for i, r in enumerate(records) if r["regime"] == regime]
-        idx = list(rng.permutation(idx))
-        n_val = round(len(idx) * SPLIT_FRACTIONS[1])
-        n_test = round(len(idx) * SPLIT_FRACTIONS[2])
-        out["test"] += idx[:n_test]
-        out["val"] += idx[n_test : n_test + n_val]
-        out["train"] += idx[n_test + n_val :]
-    for name in ("test", "val"):  # small datasets: every split gets a trial
+    out: dict[str, list[int]] = {k: [] for k in SPLITS}
+    for stratum in dict.fromkeys(strata):
+        idx = list(rng.permutation([i for i, s in enumerate(strata) if s == stratum]))
+        n = len(idx)
+        for name in ("test", "selection", "val"):
+            k = round(n * SPLIT_FRACTIONS[name])
+            out[name] += idx[:k]
+            idx = idx[k:]
+        out["train"] += idx
+    for name in ("test", "selection", "val"):
         if not out[name] and len(out["train"]) > 1:
             out[name].append(out["train"].pop())
     return {k: sorted(int(i) for i in v) for k, v in out.items()}
+
+
+def derive_split(meta: dict, n: int) -> None:
+    """Give a user's data directory the four-way split, by a seeded rule written into
+    ``meta["split_rule"]``: with no split, `split_trials` over the regimes of
+    ``meta["trials"]`` (one stratum without them), seed ``meta["seed"]`` (0); with a
+    train/val/test split and no selection, the given test trials are shuffled (seed 0)
+    and their first half becomes selection. The data directory itself is not changed."""
+    seed = int(meta.get("seed", 0)) if isinstance(meta.get("seed", 0), int) else 0
+    split = meta.get("split")
+    if split is None:
+        records = meta.get("trials")
+        strata = [str(r.get("regime", "all")) if isinstance(r, dict) else "all"
+                  for r in records] if isinstance(records, list) and len(records) == n \
+            else ["all"] * n
+        meta["split"] = split_trials(strata, seed)
+        meta["split_rule"] = (f"no split given: split_trials by regime, seed {seed}, "
+                              f"fractions {SPLIT_FRACTIONS}, train the rest")
+    elif isinstance(split, dict) and "selection" not in split and isinstance(
+            split.get("test"), list) and len(split["test"]) >= 2:
+        test = [int(i) for i in np.random.default_rng([0, 2]).permutation(split["test"])]
+        half = len(test) // 2
+        meta["split"] = {**split, "selection": sorted(test[:half]), "test": sorted(test[half:])}
+        meta["split_rule"] = ("train/val/test given: the test trials shuffled with seed 0, "
+                              "the first half is selection, the rest stays test")
 
 
 def simulate_dataset(
@@ -143,7 +174,7 @@ def simulate_dataset(
         "outputs": {"kind": "tc_rate", "unit": "Hz",
                     "smoothing": f"causal exponential, tau {OUTPUT_TAU_MS:g} ms"},
         "variables": variables.describe(),
-        "split": _split(records, spec.seed),
+        "split": split_trials([r["regime"] for r in records], spec.seed),
         "circuit": {**dataclasses.asdict(spec.circuit),
                     "g_kl_tc_per_cell_us": (spec.circuit.g_kl_tc * kl).round(6).tolist(),
                     "g_h_tc_per_cell": (spec.circuit.g_h_tc * gh).round(6).tolist(),
@@ -234,9 +265,10 @@ def _check_finite(path: Path, arr: np.ndarray) -> None:
 def _check_meta(path: Path, meta, n: int, t: int) -> None:
     if not isinstance(meta, dict):
         raise DatasetError(f"{path}: expected a JSON object")
-    for key in ("variables", "split", "dt_ms"):
+    for key in ("variables", "dt_ms"):
         if key not in meta:
             raise DatasetError(f"{path}: missing key '{key}'")
+    derive_split(meta, n)
     names = meta["variables"]
     if not isinstance(names, list) or len(names) != 160:
         raise DatasetError(f"{path}: 'variables' must list 160 records, got "
@@ -249,10 +281,12 @@ def _check_meta(path: Path, meta, n: int, t: int) -> None:
         if key in meta and meta[key] != want:
             raise DatasetError(f"{path}: {key} is {meta[key]} but the arrays have {want}")
     split = meta["split"]
-    if not isinstance(split, dict) or not {"train", "val", "test"} <= split.keys():
-        raise DatasetError(f"{path}: 'split' needs train, val and test lists of trial indices")
+    if not isinstance(split, dict) or set(split) != set(SPLITS):
+        raise DatasetError(f"{path}: 'split' needs {', '.join(SPLITS)} lists of trial indices "
+                           "(or train, val and test with at least 2 test trials, or none: "
+                           "see the README's data format)")
     seen: set[int] = set()
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         idx = split[name]
         if not isinstance(idx, list) or not idx:
             raise DatasetError(f"{path}: split '{name}' must be a non-empty list")
@@ -291,14 +325,15 @@ def load(data_dir: Path | str, verify: bool = True) -> Dataset:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{meta_path}: unreadable ({e})") from None
+    written = dict(meta)  # before a derived split: the file's own fingerprint covers this
     _check_meta(meta_path, meta, n, t)
     inputs, outputs, biovars = (arrays[k].astype(np.float32, copy=False) for k in SHAPES)
-    if "fingerprint" not in meta:
-        meta["fingerprint"] = fingerprint(inputs, outputs, biovars, meta)
-    elif verify:
-        if fingerprint(inputs, outputs, biovars, meta) != meta["fingerprint"]:
+    if verify and "fingerprint" in meta and isinstance(written.get("variables"), list):
+        if fingerprint(inputs, outputs, biovars, written) != meta["fingerprint"]:
             raise DatasetError(f"{meta_path}: fingerprint does not match the arrays "
                                "(a file changed after the dataset was written)")
+    if "fingerprint" not in meta or "split_rule" in meta:  # the split is part of it
+        meta["fingerprint"] = fingerprint(inputs, outputs, biovars, meta)
     spikes = np.load(d / "spikes.npy") if (d / "spikes.npy").exists() else None
     state = None
     if (d / "initial_state.npz").exists():

@@ -29,10 +29,12 @@ def _profile(keys: list[str], recovered: np.ndarray, names: list[str]) -> dict[s
 
 
 def analyse(scores: list[dict], variables: list[dict], target: int = DEFAULT_TARGET) -> dict:
-    """The gap of the best of `scores` (at least one) against `target` variables."""
+    """The gap of the best of `scores` against `target` variables. `scores` (at least one)
+    come best first, as agent.standing ranks them; near-misses and never-recovered read
+    them all."""
     if not scores:
         raise ValueError("gap analysis needs at least one scored iteration")
-    best = max(scores, key=lambda s: (s["recovered"], s["spike_corr"]))
+    best = scores[0]
     rec = np.asarray(best["recovered_vector"], dtype=bool)
     names = [v["name"] for v in variables]
     profile = _profile([v["category"] for v in variables], rec, names)

@@ -9,7 +9,8 @@ are data: the record carries a class and a message, never an exception.
 Strategies:
 - direct: backpropagation through whole trials;
 - adjoint: the same loop, the model's own solver uses torchdiffeq's adjoint; a
-  source without ``odeint_adjoint`` is trained direct and the record says so;
+  source that never calls ``odeint_adjoint`` (read from its AST: a comment or a string
+  does not count) is trained direct and the record says so;
 - segmented: truncated BPTT over segments in order, the state carried detached
   (a model that returns no state starts each segment afresh);
 - shooting: every segment after the first starts from a free state, tied to the
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from descartes_core.contract import calls_odeint_adjoint
 from descartes_core.scoring import pearson_columns
 
 
@@ -66,6 +68,9 @@ class TrainConfig:
     """Relative loss drop the verifier requires on its windows."""
     seed: int = 0
     """Seed of the model's initialisation, the batch order and the verifier's windows."""
+    null_seeds: int = 3
+    """Initialisation seeds of the untrained null (seed, seed + 1, …): the score compares
+    with the best of them, since one draw of an initialisation is noise."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu' or 'cuda'."""
 
@@ -99,7 +104,8 @@ class Evaluation:
     latents: np.ndarray | None = None
     """(N, T, latent_dim) of the trained model (the initial one if training failed)."""
     null_latents: np.ndarray | None = None
-    """(N, T, latent_dim) of the same model at initialisation (the null control)."""
+    """(null_seeds, N, T, latent_dim) of the same model at initialisation, one per seed (the
+    first is the initialisation training starts from): the null control."""
 
 
 class _Failure(Exception):
@@ -114,10 +120,17 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+DIVERGED_LOSS = 1e6
+"""A loss on z-scored outputs this large (an honest model's is about 1) is a divergence."""
+
+
 def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     loss = F.mse_loss(pred, target)
     if not torch.isfinite(loss):
         raise _Failure("nan", "the loss became NaN or infinite")
+    if loss.item() > DIVERGED_LOSS:
+        raise _Failure("train_diverged", f"the loss reached {loss.item():.3g} on z-scored "
+                                         "outputs")
     return loss
 
 
@@ -160,7 +173,7 @@ class _Trainer:
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
         self.strategy, self.note = strategy, None
-        if strategy == "adjoint" and "odeint_adjoint" not in (source or ""):
+        if strategy == "adjoint" and not calls_odeint_adjoint(source or ""):
             self.strategy = "direct"
             self.note = "adjoint requested, but the model integrates no ODE with " \
                         "torchdiffeq's odeint_adjoint: trained direct"
@@ -357,6 +370,11 @@ def evaluate(
         y0, z0, _ = model(x[:1, :2])
         _shape_error(y0, z0, x[:1, :2], y.shape[-1])
         _, null = predict(model, x, cfg.batch_size)
+        null = [null]
+        for k in range(1, cfg.null_seeds):
+            torch.manual_seed(cfg.seed + k)
+            null.append(predict(model_cls(x.shape[-1], y.shape[-1], latent_dim).to(dev), x,
+                                cfg.batch_size)[1])
         if cfg.verify:
             share = start + VERIFY_BUDGET_SHARE * cfg.time_budget_h * 3600.0
             passed, corr, msg = verify(model, x, y, train_idx, val_idx, cfg, share)
@@ -386,9 +404,11 @@ def evaluate(
             if va > 1e3 * max(record.history[0]["val"], 1e-3):
                 raise _Failure("train_diverged", f"validation loss rose to {va:.3g}")
             distilling = trainer.strategy == "distillation" and ep < trainer._distill_epochs()
-            if va < best:
+            if distilling:  # fitting the teacher moves away from the targets by design: the
+                best_state = _snapshot(model)  # latest state stands, never a rollback to epoch 1
+            elif va < best:
                 best, best_state, bad = va, _snapshot(model), 0
-            elif not distilling:
+            else:
                 bad += 1
                 if bad >= cfg.patience:
                     record.stopped_by = "early_stopping"
@@ -413,7 +433,7 @@ def evaluate(
         pred, lat = predict(model, x, cfg.batch_size)
         result.predictions = (pred.cpu().numpy() * sd_y + mu_y).astype(np.float32)
         result.latents = lat.cpu().numpy().astype(np.float32)
-        result.null_latents = null.cpu().numpy().astype(np.float32)
+        result.null_latents = torch.stack(null).cpu().numpy().astype(np.float32)
     record.wall_s = round(time.monotonic() - start, 3)
     return result
 

@@ -195,8 +195,14 @@ def _warnings(value: object) -> list[str]:
 
 
 def _check(d: object, latent_dim: int, max_params: int) -> dict:
+    def hex64(value: object) -> str:  # a sha256 digest: exactly 64 lowercase hex characters
+        if (type(value) is not str or len(value) != 64
+                or any(c not in "0123456789abcdef" for c in value)):
+            raise ProtocolError(f"expected 64 lowercase hex characters, got {_show(value)}")
+        return value
+
     d = exact_keys(d, {"n_params", "forward_ms", "latent_dim", "grad_fraction",
-                       "roundtrip_error", "warnings"})
+                       "roundtrip_error", "warnings", "fingerprint"})
     return _fields(d, {
         "n_params": lambda v: integer(v, 0, max_params),
         "forward_ms": lambda v: number(v, 0.0, 3.6e6),
@@ -204,6 +210,7 @@ def _check(d: object, latent_dim: int, max_params: int) -> dict:
         "grad_fraction": lambda v: number(v, 0.0, 1.0),
         "roundtrip_error": lambda v: _opt_number(v, 0.0),
         "warnings": _warnings,
+        "fingerprint": hex64,
     })
 
 
@@ -290,11 +297,22 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def read_arrays(out: Path, n: int, t: int, n_outputs: int, latent_dim: int
+LATENT_STRIDE = 5
+"""Latents travel at every 5th step: the probes read no other (descartes_core.scoring.STRIDE,
+which a test holds equal)."""
+
+
+def latent_steps(t: int) -> int:
+    return -(-t // LATENT_STRIDE)
+
+
+def read_arrays(out: Path, n: int, t: int, n_outputs: int, latent_dim: int, null_seeds: int
                 ) -> dict[str, np.ndarray]:
-    """The rollout arrays, checked in the zip directory before decompression, then exact."""
-    want = {"predictions": (n, t, n_outputs), "latents": (n, t, latent_dim),
-            "null_latents": (n, t, latent_dim)}
+    """The rollout arrays, checked in the zip directory before decompression, then exact:
+    predictions (n, t, outputs), latents (n, ⌈t/5⌉, d), null_latents (seeds, n, ⌈t/5⌉, d)."""
+    ts = latent_steps(t)
+    want = {"predictions": (n, t, n_outputs), "latents": (n, ts, latent_dim),
+            "null_latents": (null_seeds, n, ts, latent_dim)}
     limit = sum(4 * math.prod(s) for s in want.values()) + 3 * NPY_HEADER_SLACK + (1 << 16)
     f = open_regular(out / ARRAYS, limit)
     if f is None:

@@ -25,6 +25,8 @@ MAX_PARAMS = 5_000_000
 MAX_OUTPUT_ENTRIES = 64
 """Files and folders a job may leave in its output folder (it needs three)."""
 N_OUTPUTS = 20
+NULL_SEEDS = 3
+"""Untrained initialisations a job rolls out (descartes_core.training.TrainConfig.null_seeds)."""
 CHECK_LIMITS = Limits(timeout_s=45.0)
 """A shape check imports torch (1–2 s), builds the model and runs a few short batches:
 a hung candidate is cut off in well under a minute."""
@@ -240,7 +242,8 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
             got = {}
             if response.arrays:
                 n, t, _ = arrays["inputs"].shape
-                got = protocol.read_arrays(out, n, t, N_OUTPUTS, latent_dim)
+                null_seeds = int(config.get("train", {}).get("null_seeds", NULL_SEEDS))
+                got = protocol.read_arrays(out, n, t, N_OUTPUTS, latent_dim, null_seeds)
         except protocol.ProtocolError as e:
             return failed("protocol", f"the sandbox's response breaks the protocol: {e}")
     finally:  # rm copes with any depth of folders a candidate left; shutil.rmtree recurses
@@ -272,8 +275,8 @@ def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, 
              backend: str = "process", progress: Callable[[dict], None] | None = None
              ) -> Outcome:
     """Train and roll out in the sandbox. `targets` must already hide the test trials."""
-    if "test" in split:
-        raise ValueError("the sandbox never receives the test split")
+    if {"selection", "test"} & set(split):
+        raise ValueError("the sandbox never receives the selection or test split")
     arrays = {"inputs": np.asarray(inputs, np.float32), "targets": np.asarray(targets, np.float32)}
     if teacher is not None:
         arrays["teacher"] = np.asarray(teacher, np.float32)

@@ -9,8 +9,9 @@ import pytest
 from test_sandbox import candidate
 from test_sandbox_escape import FORGE, _bomb
 
+from agent.config import RunConfig
 from agent.live import PlainLines
-from agent.orchestrator import Orchestrator, RunConfig
+from agent.orchestrator import Orchestrator
 from agent.prompt import Proposal
 from descartes_core import dataset
 from descartes_core.dataset import SimulationSpec
@@ -79,8 +80,9 @@ def test_cheaters_in_a_run_find_nothing_forge_nothing_and_the_loop_goes_on(
     hunt = candidate(HUNT)
     hunt = hunt[:hunt.index("    def forward")] + HUNT_FORWARD
     forge = candidate(FORGE.format(bomb=_bomb(64)))
-    cfg = RunConfig(run_dir=str(tmp_path), templates=(), max_expansions=2, patience=5,
-                    sandbox=backend, train={"max_epochs": 1, "verify": False})
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=(),
+                    max_expansions=2, patience=5, sandbox=backend,
+                    train={"max_epochs": 1, "verify": False})
     orch = Orchestrator(cfg, ds_in_the_checkout, architect=Cheaters([hunt, forge]),
                         monitor=PlainLines(lambda line: None))
     summary = orch.run()
@@ -88,7 +90,7 @@ def test_cheaters_in_a_run_find_nothing_forge_nothing_and_the_loop_goes_on(
     assert hunted["status"] == "scored", hunted.get("failure_message")
     s = hunted["scores"]
     assert s["spike_corr"] < 0.9  # it did not get the outputs …
-    assert s["recovered"] <= max(s["control_recovered"], s["input_recovered"])  # … nor biovars
+    assert s["recovered"] <= max(s["random_recovered"], s["input_recovered"])  # … nor biovars
     assert forged["status"] == "failed" and forged["failure_kind"] == "protocol"
     assert 0 < forged["train_hours"] < 0.1  # the host's clock, not the forged -3.6e9 s
     assert summary["iterations"] == 2 and summary["hours"] > 0

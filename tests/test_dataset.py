@@ -104,15 +104,65 @@ def test_design_covers_both_regimes_and_gain_steps():
     assert x[..., :20].min() >= -0.3 and x[..., :20].max() <= 1.5
 
 
-def test_split_is_disjoint_and_complete(small):
+def test_split_is_four_way_disjoint_and_complete(small):
     split = small.meta["split"]
-    every = split["train"] + split["val"] + split["test"]
+    assert set(split) == set(dataset.SPLITS)
+    every = [i for k in dataset.SPLITS for i in split[k]]
     assert sorted(every) == list(range(8))
-    assert all(split[k] for k in ("train", "val", "test"))
+    assert all(split[k] for k in dataset.SPLITS)
+
+
+def test_split_is_stratified_by_regime():
+    strata = ["relay"] * 40 + ["oscillatory"] * 40 + ["switch"] * 16
+    split = dataset.split_trials(strata, seed=0)
+    for name, share in dataset.SPLIT_FRACTIONS.items():
+        for regime, n in (("relay", 40), ("oscillatory", 40), ("switch", 16)):
+            got = sum(strata[i] == regime for i in split[name])
+            assert got == round(n * share), (name, regime)
+    assert split == dataset.split_trials(strata, seed=0)
+    assert split != dataset.split_trials(strata, seed=1)
+
+
+def test_a_users_data_gets_a_written_down_split(small):
+    three = {"train": list(range(5)), "val": [5], "test": [6, 7]}
+    meta = {"split": dict(three)}
+    dataset.derive_split(meta, 8)
+    assert sorted(meta["split"]["selection"] + meta["split"]["test"]) == [6, 7]
+    assert meta["split"]["train"] == three["train"] and "test trials shuffled" in meta["split_rule"]
+    meta = {"trials": small.meta["trials"]}
+    dataset.derive_split(meta, 8)
+    assert meta["split"] == dataset.split_trials([r["regime"] for r in small.meta["trials"]], 0)
+    assert "by regime" in meta["split_rule"]
+
+
+def test_a_data_directory_without_selection_loads_with_its_rule(tmp_path, small):
+    d = tmp_path / "data"
+    dataset.write(small, d)
+    meta = dataset.load(d).meta
+    split = meta["split"]
+    three = {"train": split["train"] + split["selection"][1:], "val": split["val"],
+             "test": sorted(split["test"] + split["selection"][:1])}
+    raw = {**meta, "split": three}
+    (d / "meta.json").write_text(__import__("json").dumps(raw))  # the old fingerprint stays
+    with pytest.raises(dataset.DatasetError, match="fingerprint"):
+        dataset.load(d)
+    raw["fingerprint"] = dataset.fingerprint(small.inputs, small.outputs, small.biovars, raw)
+    (d / "meta.json").write_text(__import__("json").dumps(raw))
+    loaded = dataset.load(d)
+    assert set(loaded.meta["split"]) == set(dataset.SPLITS) and loaded.meta["split_rule"]
+    assert loaded.meta["fingerprint"] != raw["fingerprint"]  # the derived split is part of it
+    assert dataset.load(d).meta["fingerprint"] == loaded.meta["fingerprint"]
+
+
+def test_training_outputs_hide_selection_and_test(small):
+    out = small.training_outputs()
+    for name in ("selection", "test"):
+        assert not out[small.split(name)].any()
+    np.testing.assert_array_equal(out[small.split("train")], small.outputs[small.split("train")])
 
 
 def test_second_request_comes_from_the_cache(monkeypatch):
-    spec = dataclasses.replace(SMALL, n_trials=3)
+    spec = dataclasses.replace(SMALL, n_trials=4)
     path, cached = dataset.cached_or_simulated(spec)
     assert not cached
     monkeypatch.setattr(dataset, "simulate_dataset", lambda *a, **k: pytest.fail("resimulated"))

@@ -6,11 +6,11 @@ import pytest
 from llm_server import Server
 
 from agent import llm
+from agent.config import RunConfig, new_run_id
 from agent.live import PlainLines
 from agent.offline import OfflineArchitect
-from agent.orchestrator import Orchestrator, RunConfig, new_run_id
+from agent.orchestrator import Orchestrator
 from agent.prompt import Brief, Proposal
-from agent.runs import standing
 from descartes_core import dataset
 from descartes_core.contract import template_sources
 from descartes_core.dataset import SimulationSpec
@@ -52,7 +52,7 @@ def ds():
 
 def test_a_rejected_candidate_is_repaired_and_a_duplicate_refused(ds, tmp_path):
     arch = Scripted()
-    cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
                     sandbox="process", train={"max_epochs": 1, "verify": False})
     orch = Orchestrator(cfg, ds, architect=arch, monitor=QUIET)
     orch.run()
@@ -74,7 +74,7 @@ def _reply(seed: int) -> str:
 def _llm_run(ds, tmp_path, name, llm_cfg, replay_from=None):
     run_id = new_run_id()
     arch = llm.build(name, llm_cfg, tmp_path / run_id, replay_from=replay_from)
-    cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
                     sandbox="process", architect=name, train={"max_epochs": 1, "verify": False})
     orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=QUIET)
     orch.run()
@@ -114,7 +114,7 @@ def test_three_architect_failures_fall_back_to_the_offline_architect(ds, tmp_pat
         arch = llm.build("anthropic", llm.LLMConfig("anthropic", api_key="k",
                                                     base_url=server.url, max_retries=0),
                          tmp_path / run_id)
-        cfg = RunConfig(run_dir=str(tmp_path), templates=(), max_expansions=1,
+        cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=(), max_expansions=1,
                         sandbox="process", train={"max_epochs": 1, "verify": False})
         orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=QUIET)
         orch.run()
@@ -123,25 +123,6 @@ def test_three_architect_failures_fall_back_to_the_offline_architect(ds, tmp_pat
     calls = orch.ledger.calls(run_id)
     assert len(calls) == 3 and all("500" in c["error"] for c in calls)
     assert len(server.requests) == 3
-
-
-def _it(n, architect, family, recovered, above_null):
-    return {"number": n, "name": f"m{n}", "architect": architect, "train_hours": 0.5,
-            "properties": {"family": family},
-            "scores": {"recovered": recovered, "above_null": above_null, "beyond_inputs": 0}}
-
-
-def test_standing_follows_the_objective_and_marks_exhausted_families():
-    its = [_it(1, "template", "ltc", 50, 1), _it(2, "x", "ltc", 60, 0),
-           _it(3, "x", "gru", 40, 9), _it(4, "x", "ltc", 45, 2)]
-    by_count = standing(its, "recovered")
-    assert by_count.best["number"] == 2 and by_count.stale == 2
-    assert by_count.exhausted == ()  # ltc failed to improve once (4), gru once (3)
-    by_null = standing(its, "above_null")
-    assert by_null.best["number"] == 3 and by_null.stale == 1
-    assert by_null.exhausted == ("ltc",)  # 2 and 4 did not improve above null
-    assert by_count.hours == 2.0 and by_count.expansions == 3
-    assert by_count.templates_done == {"m1"}
 
 
 class Interrupting:
@@ -155,8 +136,8 @@ class Interrupting:
 def test_ctrl_c_marks_the_run_interrupted_and_it_resumes(ds, tmp_path):
     from agent import runs
 
-    cfg = RunConfig(run_dir=str(tmp_path), templates=("T5",), max_expansions=0,
-                    sandbox="process", train={"max_epochs": 1, "verify": False})
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=("T5",),
+                    max_expansions=0, sandbox="process", train={"max_epochs": 1, "verify": False})
     orch = Orchestrator(cfg, ds, monitor=Interrupting())
     with pytest.raises(KeyboardInterrupt):
         orch.run()

@@ -30,7 +30,7 @@ from agent.prompt import (
     prompt_hash,
     source_properties,
 )
-from agent.runs import standing
+from agent.standing import standing
 from descartes_core.contract import template_sources
 
 TEMPLATES = template_sources()

@@ -18,20 +18,32 @@ def test_system_prompt_states_the_contract_values_and_controls():
 
 
 def test_user_prompt_carries_history_gap_patterns_and_feedback():
-    scored = {"name": "T5", "properties": {"solver": "euler"},
+    scored = {"number": 1, "name": "T5", "properties": {"solver": "euler",
+                                                        "gradient_strategy": "adjoint"},
+              "status": "scored", "training": {"strategy": "direct", "note": "no odeint_adjoint",
+                                               "epochs": 7, "stopped_by": "time_budget"},
               "scores": {"recovered": 90, "above_null": 4, "beyond_inputs": 2,
+                         "beyond_controls": 3, "intervals": {"recovered": [84, 95]},
+                         "null_recovered": 70, "self_readout": 0.93,
                          "spike_corr": 0.6, "by_category": {"tc_gating": 50}}}
-    failed = {"name": "bad", "properties": {}, "failure_kind": "policy",
-              "failure_message": "line 1, col 0: import of 'os' is not allowed"}
+    failed = {"number": 2, "name": "bad", "properties": {}, "failure_kind": "policy",
+              "status": "failed", "failure_message": "line 1, col 0: import of 'os' is not allowed"}
+    diverged = {**scored, "number": 3, "name": "blew-up", "status": "failed",
+                "failure_kind": "train_diverged", "failure_message": "validation loss rose"}
     u = user_prompt(Brief(
-        3, history=(scored, failed), gap={"remaining_gap": 25.0, "direction": "nrt_state"},
+        3, history=(scored, failed, diverged),
+        gap={"remaining_gap": 25.0, "direction": "nrt_state"},
         patterns=({"type": "near_miss", "confidence": 0.8, "description": "5 near"},),
         exhausted=("ltc",), best_sources=(("T5", "class Model: ..."),),
         feedback="shape: y is (4, 200, 3)", objective="above_null"))
-    for words in ("recovered 90/160, above null 4", "import of 'os'", "nrt_state", "5 near",
+    for words in ("recovered 90 [84–95]/160 (controls recover: null 70", "above null 4",
+                  "self-readout 0.93", "trained direct, not adjoint: no odeint_adjoint",
+                  "time budget reached after 7 epochs", "import of 'os'", "nrt_state", "5 near",
                   "ltc", "```python\nclass Model: ...", "y is (4, 200, 3)",
-                  "measured by above null"):
+                  "measured by above null", "- blew-up", "train_diverged"):
         assert words in u
+    worked = u.split("## What worked")[1].split("## What failed")[0]
+    assert "blew-up" not in worked  # a failed training is never listed as what worked
 
 
 @pytest.mark.parametrize("reply", [

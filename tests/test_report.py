@@ -11,9 +11,10 @@ import matplotlib.image
 import pytest
 
 from agent import report, runs
+from agent.config import RunConfig
 from agent.live import PlainLines
 from agent.offline import OfflineArchitect
-from agent.orchestrator import Orchestrator, RunConfig
+from agent.orchestrator import Orchestrator
 from agent.prompt import Proposal
 from descartes_core import dataset
 from descartes_core.contract import template_sources
@@ -56,13 +57,17 @@ def run_folder(tmp_path_factory):
     path, _ = dataset.cached_or_simulated(SimulationSpec(n_trials=12, duration_ms=120,
                                                          burn_in_ms=100.0))
     root = tmp_path_factory.mktemp("runs")
-    cfg = RunConfig(run_dir=str(root), data_dir=str(path), templates=("T5",),
-                    max_expansions=3, patience=5, max_repairs=1, sandbox="process",
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(root), data_dir=str(path),
+                    templates=("T5",), max_expansions=3, patience=5, max_repairs=1,
+                    sandbox="process",
                     train={"max_epochs": 2, "verify": False})
     orch = Orchestrator(cfg, dataset.load(path), architect=Scripted(), monitor=QUIET)
-    orch.run()
+    RUN.update(summary=orch.run(), orch=orch)
     r = runs.open_run(root)
     return r, report.write(r)
+
+
+RUN = {}  # the run_folder's summary and orchestrator, for `run`'s final summary
 
 
 def test_the_run_has_each_state(run_folder):
@@ -90,6 +95,58 @@ def test_the_report_is_valid_self_contained_html_with_every_section(run_folder):
                   "0.0432"):  # 6 calls of $0.0072
 
         assert words in text, words
+
+
+def test_the_report_says_which_trials_each_figure_is_on(run_folder):
+    r, path = run_folder
+    text = path.read_text()
+    doc = html5lib.parse(text, namespaceHTMLElements=False)
+    section = {s.get("id"): " ".join("".join(s.itertext()).split())
+               for s in doc.iter("section") if s.get("id")}
+    assert "Every score is on held-out test trials" not in text  # no longer true
+    summary, finals = section["summary"], section["finals"]
+    for words in ("best by beyond controls", "on selection trials", "controls recover",
+                  "(best of 3 seeds), random network", "self-readout",
+                  "The test trials were scored only for the finalists"):
+        assert words in summary, words
+    assert re.search(r"recovered \d+/160 \[\d+(\.\d)?–\d+(\.\d)?\]", summary)
+    [final] = r.ledger.finals(r.id)  # one finalist, one training: its own, read from the seal
+    best = next(it for it in r.ledger.iterations(r.id) if it["number"] == final["number"])
+    assert best["status"] == "scored" and not best["failure_kind"]
+    for words in ("locked test trials", "mean ± sd", "1 of 1 trainings",
+                  f"#{best['number']} {best['name']}",
+                  f"{final['test']['beyond_controls']:.1f} ± 0.0",
+                  f"null {final['test']['null_recovered']}, random network"):
+        assert words in finals, words
+    [mine] = [" ".join("".join(s.itertext()).split()) for s in doc.iter("section")
+              if (s.find("h3") is not None and s.find("h3").get("id") == f"it-{best['number']}")]
+    assert "final, held out (test trials), mean ± sd over 1 of 1 trainings" in mine
+
+
+def test_show_log_runs_and_the_final_summary_say_the_verdict(run_folder, capsys):
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+    from agent.search_cli import _final_summary
+
+    r, _ = run_folder
+    [final] = r.ledger.finals(r.id)
+    cli = CliRunner()
+    shown = cli.invoke(app, ["show", str(final["number"]), "--run-dir", str(r.dir.parent)],
+                       env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    for words in ("scores: beyond controls", "on selection trials; controls recover null",
+                  "final, held out (test trials), mean ± sd over 1 of 1 trainings",
+                  "the same trainings on the selection trials", "seed 0: beyond controls"):
+        assert words in shown.output, words
+    logged = cli.invoke(app, ["log", "--run-dir", str(r.dir.parent)], env={"COLUMNS": "200"})
+    assert logged.exit_code == 0 and "beyond controls" in logged.output
+    listed = cli.invoke(app, ["runs", "--run-dir", str(r.dir.parent)], env={"COLUMNS": "220"})
+    assert listed.exit_code == 0 and "beyond controls" in listed.output
+    _final_summary(RUN["summary"], RUN["orch"])
+    said = capsys.readouterr().out
+    assert "by beyond controls: beyond controls" in said and "on selection trials" in said
+    assert "final, held out (test trials)" in said and "1 of 1 trainings" in said
 
 
 def _chromium():

@@ -26,11 +26,13 @@ from rich.console import Console
 
 from agent import inert, live, report, report_plots, runs
 from agent.browse_cli import iteration_table
+from agent.config import RunConfig
 from agent.live import PlainLines
 from agent.llm import RECORDING
 from agent.offline import OfflineArchitect
-from agent.orchestrator import Orchestrator, RunConfig
+from agent.orchestrator import Orchestrator
 from agent.prompt import Proposal
+from agent.standing import standing
 from descartes_core import dataset
 from descartes_core.contract import template_sources
 from descartes_core.dataset import SimulationSpec
@@ -124,6 +126,16 @@ def _plant(r: runs.Run) -> None:
              _scores(real, k)["spike_corr"] if scored else None,
              f"{IMG}deadbeef", r.id, row["number"]))
     db.execute("UPDATE architect_calls SET architect=?, error=?", (f"llm{IMG}", SCRIPT))
+    for number, seed, test in db.execute("SELECT number, seed, test FROM finals").fetchall():
+        test = json.loads(test)  # its figures stay numbers (they are averaged); the rest not
+        test.update(intervals={"beyond_controls": [IMG, 3], "recovered": SCRIPT,
+                               "spike_corr": [0.1, float("nan")]},
+                    null_recovered=SCRIPT, random_recovered=[IMG], input_recovered=True)
+        db.execute("UPDATE finals SET test=? WHERE number=? AND seed=?",
+                   (json.dumps(test), number, seed))
+        db.execute("INSERT INTO finals (run_id, number, seed, status, failure_kind, test, "
+                   "created) VALUES (?, ?, ?, 'failed', ?, NULL, 0)",
+                   (r.id, number, seed + 1, f"oom{IMG}"))
     db.execute("UPDATE runs SET config=?", (json.dumps(
         {**r.row()["config"], "architect": f"llm{IMG}", "seed": SCRIPT, "target": IMG}),))
     db.commit()
@@ -161,8 +173,9 @@ def planted(tmp_path_factory):
     path, _ = dataset.cached_or_simulated(SimulationSpec(n_trials=12, duration_ms=120,
                                                          burn_in_ms=100.0))
     root = tmp_path_factory.mktemp("runs")
-    cfg = RunConfig(run_dir=str(root), data_dir=str(path), templates=("T5",),
-                    max_expansions=3, patience=5, max_repairs=0, sandbox="process",
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(root), data_dir=str(path),
+                    templates=("T5",), max_expansions=3, patience=5, max_repairs=0,
+                    sandbox="process",
                     train={"max_epochs": 2, "verify": False})
     Orchestrator(cfg, dataset.load(path), architect=Adversary(), monitor=QUIET).run()
     r = runs.open_run(root)
@@ -217,6 +230,10 @@ def test_every_planted_field_is_escaped_validated_or_a_dash(planted):
     assert "– parameters, forward – ms" in body  # n_params a str, forward_ms a dict
     assert "warnings: " + IMG + "; 3; " in body  # warnings that are not strs: as text
     assert "Training: – epochs" in body and "\x1b" not in text and "\x00" not in text
+    finals = next(" ".join("".join(s.itertext()).split()) for s in html5lib.parse(
+        text, namespaceHTMLElements=False).iter("section") if s.get("id") == "finals")
+    assert "1 of 2 trainings, failed: " + f"oom{IMG}"[:40] in finals  # a failure kind: text
+    assert "null –, random network –, inputs –" in finals and " ± 0.0 [" not in finals
     assert text.count("<svg") >= 6  # every figure drawn, mathtext names and all
 
 
@@ -242,17 +259,20 @@ def test_chromium_runs_no_payload(planted):
 def test_no_name_breaks_a_figure(name):
     before = dict(matplotlib.rcParams)
     rows = [{"number": 1, "name": name, "architect": "llm", "recovered": 3, "above_null": 1,
-             "beyond_inputs": 1, "spike_corr": 0.1, "train_hours": 0.1,
-             "scores": _scores(None, 1)}]
+             "beyond_inputs": 1, "spike_corr": 0.1, "train_hours": 0.1, "status": "scored",
+             "scores": {**_scores(None, 1), "intervals": {"recovered": [IMG, 4]}}},
+            {"number": 2, "name": IMG, "architect": "llm", "status": "scored",
+             "scores": {**_scores(None, 2), "intervals": {"recovered": [1.0, 9.0]}}}]
     variables = [{"name": f"v{i}", "category": ("tc_gating", "nrt_state", "synaptic")[i % 3],
                   "tau_ms": [1.0, 10.0]} for i in range(160)]
-    figures = [report_plots.progress(rows, 120, 12),
+    figures = [report_plots.progress(rows, 120, 12, "recovered"),
+               report_plots.progress(rows, IMG, SCRIPT, name),
                report_plots.heatmap(rows, variables, 0.5),
                report_plots.categories([(name, {"tc_gating": 3}), (IMG, [1])], {"tc_gating": 4}),
-               report_plots.pareto([{"name": name, "recovered": 3, "n_params": 10,
+               report_plots.pareto([{"name": name, "count": 3, "n_params": 10,
                                      "minutes": 1.0},
-                                    {"name": IMG, "recovered": "3", "n_params": N_PARAMS,
-                                     "minutes": {"m": 1}}]),
+                                    {"name": IMG, "count": "3", "n_params": N_PARAMS,
+                                     "minutes": {"m": 1}}], name),
                report_plots.training_curve([{"epoch": 1, "train": 1.0, "val": name}])]
     for svg in figures:
         ET.fromstring(svg)  # well-formed XML
@@ -329,13 +349,18 @@ def test_a_family_that_is_not_a_name_does_not_break_the_standing():
            {"architect": "llm", "name": "b", "properties": [IMG], "scores": None},
            {"architect": "llm", "name": "c", "properties": {"family": "f"}, "scores": None},
            {"architect": "llm", "name": "d", "properties": {"family": "f"}, "scores": None}]
-    assert runs.standing(its, "recovered").exhausted == ("f",)
+    assert standing(its, "recovered").exhausted == ("f",)
 
 
 EVIL = {"number": 3, "name": f"{RICH}{CONTROL}", "status": "scored", "recovered": "61",
         "above_null": {"n": 1}, "beyond_inputs": None, "spike_corr": Sneaky("0.3"),
-        "scores": {"recovered": 61}, "architect": RICH, "branch": f"iter/0003{RICH}",
-        "commit_sha": RICH, "failure_kind": "[/]"}
+        "scores": {"recovered": "61", "beyond_controls": {"n": 1}, "on": RICH,
+                   "spike_corr": Sneaky("0.3"), "null_seeds": SneakyInt(3),
+                   "intervals": {"recovered": ["1", IMG], "beyond_controls": [True, 2],
+                                 "spike_corr": RICH}},
+        "training": {"stopped_by": "time_budget", "epochs": Sneaky("9"), "note": RICH},
+        "architect": RICH, "branch": f"iter/0003{RICH}", "commit_sha": RICH,
+        "failure_kind": "[/]"}
 
 
 def test_the_live_view_prints_markup_literally():
@@ -359,7 +384,20 @@ def test_the_live_view_prints_markup_literally():
     assert "[link=file:///etc/passwd]x[/link] [/] [bold red]loud" in text
     assert "\x1b]8;" not in text  # no hyperlink was made from the name
     assert "\x1b]0;pwned" not in text and "\x1b[2J" not in text and "\x00" not in text
-    assert "recovered –/160 (above null –" in text and "spike r –" in text
+    assert "beyond controls –, recovered –/160 on selection trials" in text  # the best
+    assert "spike r –" in text and "training failed ([/]): never best" in text
+    view = live.monitor(Console(file=buf, force_terminal=True, width=200), say=None)
+    with view:  # the same row, eligible: its line, training and all
+        view.event("recorded", iteration={**EVIL, "failure_kind": None}, new_best=False,
+                   best=None, hours=0.1, expansions=1, cost=0.0)
+        view.event("phase", phase="finals")
+        view.event("final", number=SneakyInt(3), name=RICH, seed="0", rank=None, finalists=2,
+                   training=1, trainings=[1])
+    text = buf.getvalue()
+    assert "null – (best of – seeds)" not in text and "null –, random network –" in text
+    assert f"budget reached after – epochs; trained –: {RICH}" in text
+    assert f"final –/2: #– {RICH}, training 1/– (seed –)" in text
+    assert "\x1b]8;" not in text
 
 
 def test_plain_lines_and_the_iteration_table_print_markup_literally():
@@ -369,7 +407,10 @@ def test_plain_lines_and_the_iteration_table_print_markup_literally():
     view.event("repair", attempt=1, feedback="")
     view.event("architect_failure", architect="llm", failures=2, message=RICH, fell_back=True)
     view.event("recorded", iteration=EVIL, new_best=False)
+    view.event("final", number=3, name=f"{RICH}\n{CONTROL}", seed=0, rank=1, finalists=1,
+               training=1, trainings=1)
     assert all("\n" not in line and "\x1b" not in line for line in lines)
+    assert RICH in lines[-1]
     assert RICH in lines[0] and lines[1] == "  repair 1: "
     buf = io.StringIO()
     Console(file=buf, force_terminal=True, width=400, color_system="truecolor").print(

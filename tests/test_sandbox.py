@@ -225,9 +225,11 @@ def test_evaluate_trains_in_the_sandbox_and_returns_validated_arrays(backend):
     assert epochs[-1]["train_loss"] == out.record["train_loss"]
     assert out.record["epochs"] == 2 and out.record["strategy"] == "direct"
     assert out.arrays["predictions"].shape == (8, 40, 20)
-    assert out.arrays["latents"].shape == out.arrays["null_latents"].shape == (8, 40, 8)
-    with pytest.raises(ValueError, match="test split"):
-        runner.evaluate("", inputs, targets, {"train": [0], "val": [1], "test": [2]})
+    assert out.arrays["latents"].shape == (8, 8, 8)  # every 5th step
+    assert out.arrays["null_latents"].shape == (3, 8, 8, 8)  # one per initialisation seed
+    for hidden in ("selection", "test"):
+        with pytest.raises(ValueError, match="selection or test"):
+            runner.evaluate("", inputs, targets, {"train": [0], "val": [1], hidden: [2]})
 
 
 def test_forged_arrays_are_refused(backend):

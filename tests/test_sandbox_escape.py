@@ -210,18 +210,19 @@ def test_arrays_are_checked_before_they_are_decompressed(tmp_path):
 
     (tmp_path / protocol.ARRAYS).write_bytes(_bomb())
     with pytest.raises(protocol.ProtocolError, match="plain file of at most"):
-        protocol.read_arrays(tmp_path, 4, 10, 20, 8)
+        protocol.read_arrays(tmp_path, 4, 10, 20, 8, 3)
     names = [f"{k}.npy" for k in protocol.ARRAY_NAMES]
     (tmp_path / protocol.ARRAYS).write_bytes(_bomb(4, names))  # small enough to pass the file
     with pytest.raises(protocol.ProtocolError, match="declares 4194304 bytes"):
-        protocol.read_arrays(tmp_path, 4, 10, 20, 8)
-    good = {k: np.zeros((4, 10, 20 if k == "predictions" else 8), np.float32)
-            for k in protocol.ARRAY_NAMES}
+        protocol.read_arrays(tmp_path, 4, 10, 20, 8, 3)
+    good = {"predictions": np.zeros((4, 10, 20), np.float32),
+            "latents": np.zeros((4, 2, 8), np.float32),
+            "null_latents": np.zeros((3, 4, 2, 8), np.float32)}
     np.savez(tmp_path / protocol.ARRAYS, **good)
-    assert protocol.read_arrays(tmp_path, 4, 10, 20, 8)["latents"].shape == (4, 10, 8)
+    assert protocol.read_arrays(tmp_path, 4, 10, 20, 8, 3)["latents"].shape == (4, 2, 8)
     np.savez(tmp_path / protocol.ARRAYS, **{**good, "latents": good["latents"][:, :, :4]})
     with pytest.raises(protocol.ProtocolError, match="expected float32"):
-        protocol.read_arrays(tmp_path, 4, 10, 20, 8)
+        protocol.read_arrays(tmp_path, 4, 10, 20, 8, 3)
 
 
 HOSTILE_OUTPUTS = {
@@ -270,4 +271,4 @@ def test_a_zip_directory_of_a_million_entries_is_never_parsed(tmp_path):
             z.writestr(f"{i}", b"")
     (tmp_path / protocol.ARRAYS).write_bytes(buf.getvalue())
     with pytest.raises(protocol.ProtocolError, match="exactly 3 arrays"):
-        protocol.read_arrays(tmp_path, 256, 200, 20, 64)
+        protocol.read_arrays(tmp_path, 256, 200, 20, 64, 3)

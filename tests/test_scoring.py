@@ -1,12 +1,16 @@
-"""Probes, CCA and the controls on planted signals with a known answer."""
+"""Probes, CCA, the controls and the intervals on planted signals with a known answer."""
 
 import numpy as np
 import pytest
 
 from descartes_core import laguerre, rhythm, scoring, variables
 from descartes_core.contract import property_errors, validate_properties
+from descartes_core.scoring import Controls
 
-N, T = 40, 200
+N, T = 48, 200
+SPLIT = {"train": list(range(28)), "val": list(range(28, 34)),
+         "selection": list(range(34, 41)), "test": list(range(41, 48))}
+VARIABLES = variables.describe()
 
 
 @pytest.fixture(scope="module")
@@ -15,49 +19,129 @@ def data():
     # smooth, independent "biological" signals: AR(1) noise with a mix of time constants
     bio = np.concatenate([rhythm.ar1_filter(rng.standard_normal((N, T, 1)), a)
                           for a in rng.uniform(0.5, 0.98, 160)], axis=-1)
-    meta = {
-        "variables": variables.describe(),
-        "split": {"train": list(range(28)), "val": list(range(28, 34)),
-                  "test": list(range(34, 40))},
-    }
     outputs = bio[..., :20] ** 2
-    return bio.astype(np.float32), outputs.astype(np.float32), meta, rng
+    return bio.astype(np.float32), outputs.astype(np.float32), rng
+
+
+NO_CONTROLS = Controls()
+
+
+def _scores(pred, latents, outputs, bio, controls=NO_CONTROLS, on="selection", margin=0.05):
+    m = scoring.measure(pred, latents[:, ::scoring.STRIDE], outputs, bio, SPLIT, controls)
+    return m.scores(VARIABLES, on, margin=margin)
+
+
+def _fit(latents, bio):
+    return scoring.probe(latents, bio, SPLIT, stride=scoring.STRIDE)
+
+
+def test_moments_give_pearson_r_over_concatenated_trials(data):
+    bio, _, rng = data
+    a, b = bio[:, :, :5], bio[:, :, :5] + rng.standard_normal((N, T, 5))
+    want = scoring.pearson_columns(a.reshape(-1, 5).astype(float), b.reshape(-1, 5))
+    np.testing.assert_allclose(scoring.r_of(scoring.moments(a, b).sum(0)), want, atol=1e-9)
+    const = np.ones((N, T, 1))
+    assert scoring.r_of(scoring.moments(const, b[..., :1]).sum(0)) == 0.0
 
 
 def test_a_noisy_linear_mix_of_the_variables_recovers_nearly_all(data):
-    bio, outputs, meta, rng = data
+    bio, outputs, rng = data
     mix = rng.standard_normal((160, 192))
     latents = bio @ mix + 0.5 * rng.standard_normal((N, T, 192))
-    s = scoring.score(outputs, latents, outputs, bio, meta, stride=1)
-    assert s.recovered >= 155
+    s = _scores(outputs, latents, outputs, bio)
+    assert s.on == "selection" and s.recovered >= 150
     assert sum(s.by_category.values()) == sum(s.by_timescale.values()) == s.recovered
-    assert s.by_category["synaptic"] >= 38
     assert s.cca > 0.9
     assert s.spike_corr == pytest.approx(1.0)
 
 
+def test_self_readout_tells_generating_states_from_a_side_channel(data):
+    bio, outputs, rng = data
+    latents = bio[..., :40]
+    made = latents @ rng.standard_normal((40, 20))  # outputs a linear readout of the states
+    assert _scores(made, latents, outputs, bio).self_readout > 0.95
+    side = rng.standard_normal((N, T, 20))  # outputs that the latents know nothing of
+    assert abs(_scores(side, latents, outputs, bio).self_readout) < 0.1
+
+
 def test_independent_noise_recovers_none(data):
-    bio, outputs, meta, rng = data
+    bio, outputs, rng = data
     latents = rng.standard_normal((N, T, 64))
-    s = scoring.score(latents[..., :20], latents, outputs, bio, meta, stride=1)
-    assert s.recovered == 0
-    assert abs(s.cca) < 0.15
+    s = _scores(latents[..., :20], latents, outputs, bio)
+    assert s.recovered == 0 and s.beyond_controls == 0
+    assert abs(s.cca) < 0.2
     assert abs(s.spike_corr) < 0.1
 
 
-def test_a_subset_of_variables_is_recovered_exactly_and_the_controls_subtract(data):
-    bio, outputs, meta, rng = data
-    latents = bio[..., :30] + 0.1 * rng.standard_normal((N, T, 30))
-    null = bio[..., :10] + 0.1 * rng.standard_normal((N, T, 10))
-    input_r = np.zeros(160)
-    input_r[20:30] = 0.9  # pretend the inputs alone recover variables 20–29
-    s = scoring.score(outputs, latents, outputs, bio, meta, stride=1,
-                      null_latents=null, input_r=input_r)
-    assert s.recovered_vector[:30] == [True] * 30 and not any(s.recovered_vector[30:])
-    assert s.null_recovered == 10 and s.above_null == 20
-    assert s.input_recovered == 10 and s.beyond_inputs == 20
-    assert s.latent_dim == 30
-    assert s.by_category["tc_gating"] == 30
+def test_each_control_takes_away_what_it_recovers_itself(data):
+    bio, outputs, rng = data
+
+    def noisy(cols):
+        return bio[..., cols] + 0.1 * rng.standard_normal((N, T, len(cols)))
+
+    latents = noisy(list(range(40)))  # carries variables 0–39 (their own signal)
+    null = (_fit(noisy(list(range(10))), bio), _fit(noisy(list(range(5, 12))), bio))
+    random = _fit(noisy(list(range(12, 20))), bio)
+    inputs = _fit(noisy(list(range(20, 30))), bio)  # "the inputs alone" recover 20–29
+    s = _scores(outputs, latents, outputs, bio, Controls(null, random, inputs))
+    assert s.recovered_vector[:40] == [True] * 40 and not any(s.recovered_vector[40:])
+    assert s.null_seeds == 2 and s.null_recovered == 12 and s.above_null == 28  # best seed
+    assert s.random_recovered == 8 and s.beyond_random == 32
+    assert s.input_recovered == 10 and s.beyond_inputs == 30
+    assert s.beyond_controls == 10  # only 30–39 are beyond every control
+    assert s.latent_dim == 40 and s.by_category["tc_gating"] == 40
+
+
+def test_a_filtered_input_is_not_beyond_controls_and_a_biovar_signal_is(data):
+    bio, outputs, rng = data
+    drive = rng.standard_normal((N, T, 21))
+    filtered = laguerre.features(drive, 0.9, 4)  # what a filter bank of the inputs holds
+    planted = bio.copy()
+    planted[..., :20] = filtered[..., :20]  # twenty "variables" that are filtered inputs
+    inputs = _fit(laguerre.features(drive, 0.9, 4), planted)
+    from_inputs = filtered + 0.1 * rng.standard_normal(filtered.shape)
+    s = _scores(outputs, from_inputs, outputs, planted, Controls(inputs=inputs))
+    assert s.recovered >= 20 and s.beyond_controls == 0
+    own = np.concatenate([from_inputs, planted[..., 20:40] + 0.1 * rng.standard_normal(
+        (N, T, 20))], axis=-1)
+    s = _scores(outputs, own, outputs, planted, Controls(inputs=inputs))
+    assert s.beyond_controls == 20 and s.beyond_inputs == 20
+
+
+def test_the_margin_asks_for_more_than_a_tie_with_a_control(data):
+    bio, outputs, rng = data
+    latents = bio[..., :20] + 0.3 * rng.standard_normal((N, T, 20))
+    same = _fit(latents, bio)  # a control exactly as good as the model
+    s = _scores(outputs, latents, outputs, bio, Controls(random=same), margin=0.05)
+    assert s.recovered == 20 and s.beyond_random == 0 and s.beyond_controls == 0
+    s = _scores(outputs, latents, outputs, bio, Controls(random=same), margin=-0.01)
+    assert s.beyond_controls == 20  # what the margin is for
+
+
+def test_bootstrap_intervals_cover_a_planted_effect(data):
+    bio, outputs, rng = data
+    sd = outputs.std(axis=(0, 1))  # per channel: r = 1/sqrt(2) on every one
+    pred = outputs + sd * rng.standard_normal(outputs.shape)
+    strong = bio[..., :30] + 0.2 * rng.standard_normal((N, T, 30))
+    s = _scores(pred, strong, outputs, bio)
+    lo, hi = s.intervals["spike_corr"]
+    assert lo < 2 ** -0.5 < hi and hi - lo < 0.2
+    assert s.intervals["recovered"][0] <= 30 <= s.intervals["recovered"][1]
+    assert len(s.replicates["recovered"]) == scoring.BOOTSTRAP
+    # the resamples are fixed: two models on the same trials are paired
+    np.testing.assert_array_equal(scoring.resamples(7), scoring.resamples(7))
+    s2 = _scores(pred, strong, outputs, bio)
+    assert s2.replicates == s.replicates
+
+
+def test_the_test_split_is_scored_only_when_asked(data):
+    bio, outputs, rng = data
+    latents = bio[..., :30] + 0.5 * rng.standard_normal((N, T, 30))
+    m = scoring.measure(outputs, latents[:, ::scoring.STRIDE], outputs, bio, SPLIT, Controls(),
+                        on=("selection",))
+    assert set(m.probes.on) == {"selection"}
+    with pytest.raises(KeyError):
+        m.scores(VARIABLES, "test")
 
 
 def test_laguerre_bank_matches_the_closed_form_and_is_orthonormal():

@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from descartes_core.contract import load_candidate, template_sources
+from descartes_core.contract import calls_odeint_adjoint, load_candidate, template_sources
 from descartes_core.rhythm import ar1_filter
+from descartes_core.scoring import pearson_columns
 from descartes_core.training import TrainConfig, evaluate
 
 N, T = 10, 60
@@ -59,8 +60,10 @@ def test_every_gradient_strategy_trains(name, strategy, note, data):
     assert r.failure is None, r.failure_message
     assert r.epochs >= 1 and np.isfinite(r.val_loss)
     assert ev.predictions.shape == (N, T, 20)
-    assert ev.latents.shape == ev.null_latents.shape == (N, T, 16)
-    assert not np.array_equal(ev.latents, ev.null_latents)  # trained differs from the null
+    assert ev.latents.shape == ev.null_latents.shape[1:] == (N, T, 16)
+    assert len(ev.null_latents) == FAST.null_seeds
+    assert not np.array_equal(ev.latents, ev.null_latents[0])  # trained differs from the null
+    assert not np.array_equal(ev.null_latents[0], ev.null_latents[1])  # another initialisation
     if note:
         assert r.strategy == "direct" and note in r.strategy_note
     else:
@@ -132,3 +135,88 @@ def test_same_seed_same_training_on_cpu(data):
     other = evaluate(model_cls, *data, SPLIT, "segmented",
                      TrainConfig(**{**FAST.__dict__, "seed": 1}), latent_dim=16)
     assert not np.array_equal(other.predictions, runs[0].predictions)
+
+
+# the adjoint is read from the calls, not from a mention ------------------------------------
+@pytest.mark.parametrize("src, calls", [
+    ("from torchdiffeq import odeint_adjoint\nz = odeint_adjoint(f, z0, t)", True),
+    ("from torchdiffeq import odeint_adjoint as oa\nz = oa(f, z0, t)[1:]", True),
+    ("import torchdiffeq\nz = torchdiffeq.odeint_adjoint(f, z0, t)", True),
+    ("import torchdiffeq as td\ndef g():\n    return td.odeint_adjoint(f, z0, t)", True),
+    ("from torchdiffeq import odeint\n# odeint_adjoint(f, z0, t) was too slow\n"
+     "z = odeint(f, z0, t)", False),
+    ('NOTE = "we call odeint_adjoint(f, z0, t)"', False),
+    ("from torchdiffeq import odeint_adjoint", False),  # imported, never called
+    ("from torchdiffeq import odeint as odeint_adjoint\nz = odeint_adjoint(f, z0, t)", False),
+    ("from torchdiffeq import odeint as oa\nz = oa(f, z0, t)", False),
+    ("odeint_adjoint(", False),  # does not parse
+])
+def test_calls_odeint_adjoint_reads_the_ast(src, calls):
+    assert calls_odeint_adjoint(src) is calls
+
+
+def test_a_mention_of_odeint_adjoint_in_a_comment_or_string_trains_direct(data):
+    src = template_sources()["T1"].replace(
+        "UNFOLDS = 3\n", 'UNFOLDS = 3  # odeint_adjoint(f, z, t) would be slower\n'
+                         'SOLVER_NOTE = "not odeint_adjoint(...)"\n')
+    assert src.count("odeint_adjoint") == 2 and not calls_odeint_adjoint(src)
+    _, model_cls = load_candidate(src)
+    cfg = TrainConfig(max_epochs=1, batch_size=6, verify=False, time_budget_h=0.05)
+    ev = evaluate(model_cls, *data, SPLIT, "adjoint", cfg, latent_dim=8, source=src)
+    assert ev.record.failure is None, ev.record.failure_message
+    assert ev.record.strategy == "direct" and "odeint_adjoint" in ev.record.strategy_note
+
+
+def test_an_aliased_odeint_adjoint_call_trains_adjoint(data):
+    src = (template_sources()["T0"]
+           .replace("from torchdiffeq import odeint_adjoint",
+                    "from torchdiffeq import odeint_adjoint as solve")
+           .replace("z = odeint_adjoint(", "z = solve("))
+    assert "odeint_adjoint(" not in src and calls_odeint_adjoint(src)
+    _, model_cls = load_candidate(src)
+    x, y = data
+    cfg = TrainConfig(max_epochs=1, batch_size=6, verify=False, time_budget_h=0.05)
+    ev = evaluate(model_cls, x[:, :20], y[:, :20], SPLIT, "adjoint", cfg, latent_dim=8,
+                  source=src)
+    assert ev.record.strategy == "adjoint" and ev.record.strategy_note is None
+
+
+# distillation fits the teacher it is given -------------------------------------------------
+class TinyGRU(nn.Module):
+    def __init__(self, n_inputs, n_outputs, latent_dim):
+        super().__init__()
+        self.gru = nn.GRU(n_inputs, latent_dim, batch_first=True)
+        self.out = nn.Linear(latent_dim, n_outputs)
+
+    def forward(self, x, state=None):
+        z, h = self.gru(x, None if state is None else state[None].contiguous())
+        return self.out(z), z, h[0]
+
+
+def _corr(pred, ref, rows):
+    return float(pearson_columns(pred[rows].reshape(-1, 20).astype(np.float64),
+                                 ref[rows].reshape(-1, 20).astype(np.float64)).mean())
+
+
+def test_distillation_receives_and_fits_the_teacher():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((24, 30, 21)).astype(np.float32)
+    y = ar1_filter(np.tanh(x[..., :20] @ rng.standard_normal((20, 20)) * 0.5), 0.7)
+    # the teacher: another function of the inputs, unrelated to the targets
+    teacher = np.tanh(x[..., 1:] @ rng.standard_normal((20, 20)) * 0.5).astype(np.float32)
+    split = {"train": list(range(16)), "val": [16, 17, 18, 19], "test": [20, 21, 22, 23]}
+    rows = split["train"]
+    assert abs(_corr(teacher, y, rows)) < 0.1
+    cfg = TrainConfig(max_epochs=8, batch_size=4, lr=1e-2, distill_fraction=1.0,
+                      verify=False, time_budget_h=0.05)
+    ev = evaluate(TinyGRU, x, y, split, "distillation", cfg, latent_dim=16, teacher=teacher)
+    r = ev.record
+    assert r.failure is None, r.failure_message
+    assert r.strategy == "distillation" and r.strategy_note is None
+    assert r.epochs == 8  # no early stopping while the teacher is fitted (val loss rises)
+    to_teacher, to_targets = _corr(ev.predictions, teacher, rows), _corr(ev.predictions, y, rows)
+    assert to_teacher > 0.6 and to_teacher > to_targets + 0.5, (to_teacher, to_targets)
+
+    direct = evaluate(TinyGRU, x, y, split, "distillation", cfg, latent_dim=16, teacher=None)
+    assert direct.record.strategy == "direct" and "teacher" in direct.record.strategy_note
+    assert _corr(direct.predictions, y, rows) > _corr(direct.predictions, teacher, rows) + 0.3
