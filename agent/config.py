@@ -111,6 +111,13 @@ PRESETS = {
         train={"max_epochs": 3, "time_budget_h": 0.02, "batch_size": 8, "verify_steps": 40,
                "verify_window": 50},
         max_expansions=3, finalists=2, final_seeds=2),
+    "smoke": Preset(
+        data=SimulationSpec(n_trials=24, duration_ms=300, burn_in_ms=300.0),
+        templates=("T1", "T5"),
+        train={"max_epochs": 3, "time_budget_h": 0.02, "batch_size": 8, "verify_steps": 40,
+               "verify_window": 50},
+        max_expansions=3, finalists=1, final_seeds=2),
 }
 """quick: the embedded default of `make run`, a small real search in about 5 minutes on
-2 CPU cores."""
+2 CPU cores, in which the best model learns. smoke: every stage in about a minute (its
+models learn next to nothing: it shows that the loop works, not what it finds)."""

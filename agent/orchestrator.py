@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agent import finals
 from agent.config import OBJECTIVES, RunConfig, new_run_id
-from agent.dedup import source_hash
+from agent.dedup import skeleton_hash, source_hash
 from agent.evaluator import Evaluator, as_trained, training_summary
 from agent.ledger import Ledger
 from agent.live import PlainLines
@@ -63,6 +63,13 @@ class Orchestrator:
         self.repo.drop_after(max((it["number"] for it in self.iterations), default=0))
         self.tried = {a["source_hash"] for it in self.iterations
                       for a in it.get("attempts") or [] if a.get("source_hash")}
+        # what earlier candidates computed, and their skeletons: the first iteration of each
+        self.behaviours: dict[str, int] = {}
+        self.skeletons: dict[str, int] = {}
+        for it in self.iterations:
+            for a in it.get("attempts") or []:
+                if not a.get("kind"):  # accepted attempts only
+                    self._remember(a, it["number"])
         best = self.standing.best
         if best:
             self.repo.tag_best(best["branch"])
@@ -92,12 +99,36 @@ class Orchestrator:
         else:
             check = self.evaluator.check(proposal.source)
         self.tried.add(digest)
+        attempt = {"name": proposal.name, "source_hash": digest}
+        if check["ok"]:
+            check = self._behaviour(proposal.source, check, attempt)
         err = check["error"] or {}
-        attempt = {"name": proposal.name, "source_hash": digest,
-                   "kind": err.get("kind"), "message": err.get("message", "")[:1000]}
+        attempt.update(kind=err.get("kind"), message=err.get("message", "")[:1000])
         if proposal.notes:  # what the parser ignored (a header's disagreeing properties)
             attempt["notes"] = list(proposal.notes)
         return proposal, check, attempt
+
+    def _behaviour(self, source: str, check: dict, attempt: dict) -> dict:
+        """Refuse a candidate that computes exactly what an earlier one did (a renamed copy:
+        the shape check's functional fingerprint); mark one that shares an earlier one's
+        skeleton with only constants changed as its variant."""
+        fp = (check.get("check") or {}).get("fingerprint")
+        skeleton = skeleton_hash(source)
+        attempt.update(fingerprint=fp, skeleton=skeleton)
+        if fp and fp in self.behaviours:
+            return {**check, "ok": False, "error": {"kind": "duplicate", "message": (
+                f"this model computes exactly what iteration {self.behaviours[fp]} computes "
+                "(same outputs and latents on a fixed input at a fixed initialisation): "
+                "propose something that behaves differently")}}
+        if skeleton in self.skeletons:
+            attempt["variant_of"] = self.skeletons[skeleton]
+        return check
+
+    def _remember(self, attempt: dict, number: int) -> None:
+        if attempt.get("fingerprint"):
+            self.behaviours.setdefault(attempt["fingerprint"], number)
+        if attempt.get("skeleton"):
+            self.skeletons.setdefault(attempt["skeleton"], number)
 
     def _candidate(self, n: int, propose, max_repairs: int, architect: str | None = None) -> dict:
         attempts, feedback = [], None
@@ -112,7 +143,10 @@ class Orchestrator:
         proposal = proposal or Proposal("unparsed-reply", "", {}, "")
         it = {"number": n, "name": proposal.name, "architect": architect,
               "properties": proposal.properties, "reasoning": proposal.reasoning,
-              "repairs": len(attempts) - 1, "attempts": attempts}
+              "repairs": len(attempts) - 1, "attempts": attempts,
+              "variant_of": attempts[-1].get("variant_of")}
+        if check["ok"]:
+            self._remember(attempts[-1], n)
         calls = [c for c in self.calls if c.get("model")]  # the calls that were answered
         meta = {"prompt_hash": calls[-1]["prompt_hash"], "model": calls[-1].get("model"),
                 "input_tokens": sum(c.get("input_tokens", 0) for c in calls),
@@ -120,7 +154,8 @@ class Orchestrator:
                 "cost_usd": sum(c.get("cost_usd", 0.0) for c in calls)} if calls else {}
         branch = self.repo.branch_name(n, proposal.name)
         files = {"proposal.json": json.dumps({k: it[k] for k in (
-                     "name", "architect", "properties", "reasoning", "repairs", "attempts")}
+                     "name", "architect", "properties", "reasoning", "repairs", "attempts",
+                     "variant_of")}
                      | meta, indent=1),
                  "check.json": json.dumps({k: v for k, v in check.items() if k != "reply"},
                                           indent=1)}

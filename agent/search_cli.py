@@ -33,8 +33,8 @@ def run(
         "--data-dir", help="A data directory (default: the default simulated dataset, "
         "simulated once and cached).")] = None,
     preset: Annotated[str | None, typer.Option(
-        help="'quick': tiny data, templates T1 and T5, 3 expansions, short training — "
-        "a few minutes on 2 CPU cores.")] = None,
+        help="quick: a small real search, about 5 minutes on 2 CPU cores; smoke: every "
+        "stage in about a minute, on data too small to learn from.")] = None,
     architect: Annotated[str, typer.Option(
         help="Proposal source of phase 2: offline (built in, no network), anthropic, openai "
         "(any OpenAI-compatible server: vLLM, Ollama, llama.cpp) or replay.")] = "offline",
@@ -194,6 +194,7 @@ def _search(cfg, ds: Dataset, run_id: str, api_key: str | None) -> None:
 
 def _final_summary(s: dict, orch) -> None:
     from agent import live
+    from agent.standing import ranked
 
     out.rule("search finished")
     say(f"stopped: {s['stop']} after {s['iterations']} iterations ({s['expansions']} "
@@ -207,9 +208,7 @@ def _final_summary(s: dict, orch) -> None:
     else:
         say("best: nothing was scored without a training failure")
     out.print(iteration_table(s["history"], "history"))
-    if s.get("finals"):
-        from agent.standing import ranked
-
+    if s.get("finals"):  # summarised in the ledger's order: shown in the standing's
         out.print(finals_table(s["finals"], [it["number"] for it in
                                              ranked(orch.iterations, objective)]))
         say("the search chose on the selection trials; only these finalists were ever scored "

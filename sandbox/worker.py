@@ -24,7 +24,8 @@ def _fail(kind: str, message: str) -> dict:
 
 
 def check(source: str, cfg: dict) -> dict:
-    """Build Model(21, 20, latent_dim), run forward and backward on a random batch, verify."""
+    """Build Model(21, 20, latent_dim), fingerprint what it computes, run forward and
+    backward on a random batch, verify."""
     import torch
 
     from descartes_core.contract import load_candidate

@@ -179,11 +179,11 @@ def test_check_usage_errors_exit_2(monkeypatch, capsys, tmp_path):
     assert code == 2 and "no such file" in err
 
 
-def test_run_quick_end_to_end_with_the_offline_architect(monkeypatch, capsys, tmp_path):
+def test_run_smoke_end_to_end_with_the_offline_architect(monkeypatch, capsys, tmp_path):
     from agent.ledger import Ledger
     from agent.repository import ModelRepository
 
-    code, out, err = run(monkeypatch, capsys, "run", "--preset", "quick", "--sandbox", "process",
+    code, out, err = run(monkeypatch, capsys, "run", "--preset", "smoke", "--sandbox", "process",
                          "--run-dir", str(tmp_path))
     assert code == 0, err
     # Three expansions is both the quick preset's limit and the patience: either may say it.
@@ -253,7 +253,7 @@ def test_run_openai_architect_through_the_cli_stops_at_the_cost_cap(monkeypatch,
 
 def test_the_anthropic_architect_without_a_key_is_a_usage_error(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    code, _, err = run(monkeypatch, capsys, "run", "--use-llm", "--preset", "quick",
+    code, _, err = run(monkeypatch, capsys, "run", "--use-llm", "--preset", "smoke",
                        "--run-dir", str(tmp_path))
     assert code == 2 and "needs --api-key or ANTHROPIC_API_KEY" in err
     code, _, err = run(monkeypatch, capsys, "run", "--architect", "gpt", "--run-dir",

@@ -16,13 +16,18 @@ from descartes_core.contract import template_sources
 from descartes_core.dataset import SimulationSpec
 
 BAD = "import os\n" + template_sources()["T5"]
+# T5 with its attributes and locals renamed and a comment added: the same behaviour
+RENAMED = (template_sources()["T5"].replace("self.nu", "self.decay").replace("theta", "angle")
+           .replace("kernel", "powers").replace("readout", "head")
+           .replace("class Model", "# renamed\nclass Model"))
 
 
 QUIET = PlainLines(lambda line: None)
 
 
 class Scripted:
-    """First a policy violation (then a repair), then a copy of a template, twice."""
+    """First a policy violation (then a repair), then a copy of a template, then the same
+    template renamed."""
 
     name = "scripted"
 
@@ -40,7 +45,9 @@ class Scripted:
             if brief.feedback is None:
                 return Proposal("bad", "imports os", {}, BAD)
             return self.offline.propose(brief)
-        return Proposal("copy", "a copy of T5", {}, template_sources()["T5"])
+        if brief.iteration == 1:
+            return Proposal("copy", "a copy of T5", {}, template_sources()["T5"])
+        return Proposal("renamed", "T5 renamed", {}, RENAMED)
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +59,19 @@ def ds():
 
 def test_a_rejected_candidate_is_repaired_and_a_duplicate_refused(ds, tmp_path):
     arch = Scripted()
-    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
-                    sandbox="process", train={"max_epochs": 1, "verify": False})
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=("T5",),
+                    max_expansions=3, patience=5, sandbox="process",
+                    train={"max_epochs": 1, "verify": False})
     orch = Orchestrator(cfg, ds, architect=arch, monitor=QUIET)
     orch.run()
     rows = orch.ledger.iterations(orch.run_id)
-    assert [r["status"] for r in rows] == ["scored", "scored", "refused"]
+    assert [r["status"] for r in rows] == ["scored", "scored", "refused", "refused"]
     assert "import of 'os' is not allowed" in arch.feedback[0]
-    assert rows[2]["failure_kind"] == "duplicate"
-    assert all("tried before" in f for f in arch.feedback[1:])
+    assert rows[2]["failure_kind"] == rows[3]["failure_kind"] == "duplicate"
+    assert all("tried before" in f for f in arch.feedback[1:3])
+    # the renamed copy is new text but the same behaviour: refused as iteration 1's twin
+    assert rows[3]["attempts"][0]["source_hash"] != rows[0]["attempts"][0]["source_hash"]
+    assert "computes exactly what iteration 1 computes" in rows[3]["attempts"][0]["message"]
     assert orch.repo.read("3", "check.json").count("duplicate") == 1
 
 
