@@ -85,8 +85,9 @@ def _reply(seed: int) -> str:
 def _llm_run(ds, tmp_path, name, llm_cfg, replay_from=None):
     run_id = new_run_id()
     arch = llm.build(name, llm_cfg, tmp_path / run_id, replay_from=replay_from)
-    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=("T5",), max_expansions=2, patience=5,
-                    sandbox="process", architect=name, train={"max_epochs": 1, "verify": False})
+    cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=("T5",),
+                    max_expansions=2, patience=5, sandbox="process", architect=name,
+                    train={"max_epochs": 1, "verify": False})
     orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=QUIET)
     orch.run()
     return orch
@@ -125,8 +126,9 @@ def test_three_architect_failures_fall_back_to_the_offline_architect(ds, tmp_pat
         arch = llm.build("anthropic", llm.LLMConfig("anthropic", api_key="k",
                                                     base_url=server.url, max_retries=0),
                          tmp_path / run_id)
-        cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=(), max_expansions=1,
-                        sandbox="process", train={"max_epochs": 1, "verify": False})
+        cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=(),
+                        max_expansions=1, sandbox="process",
+                        train={"max_epochs": 1, "verify": False})
         orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=QUIET)
         orch.run()
     [row] = orch.ledger.iterations(run_id)

@@ -35,7 +35,7 @@ def test_a_failed_candidate_is_never_best_finalist_or_target():
     assert s.best["number"] == 1 and s.target_reached_by is None and s.stale == 2
     assert not eligible(diverged) and not eligible(cut_short)
     assert [it["number"] for it in finalists(its, "recovered", 3)] == [1]
-    assert standing(its + [_it(4, "x", "ssm", 121, 0)], "recovered", 120
+    assert standing([*its, _it(4, "x", "ssm", 121, 0)], "recovered", 120
                     ).target_reached_by["number"] == 4
 
 
