@@ -204,3 +204,11 @@ def test_the_trusted_control_is_seeded_and_remembers_its_inputs():
     z = random_network_latents(pulse, 16, dt_ms=1.0) - random_network_latents(
         np.zeros_like(pulse), 16, dt_ms=1.0)
     assert np.abs(z[0, 150]).max() > 0.05
+
+
+def test_the_seams_agree_on_stride_and_objectives():
+    from agent.config import OBJECTIVES
+    from sandbox.protocol import LATENT_STRIDE
+
+    assert LATENT_STRIDE == scoring.STRIDE  # the sandbox returns the steps the probes read
+    assert set(OBJECTIVES) == set(scoring.COUNTS)
