@@ -124,27 +124,25 @@ def baselines(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table(title=f"baselines: selection | test trials (recovered: r ≥ {threshold}; "
-                  "[95 % interval over trials])")
-    heads = ("beyond controls", "recovered", "spike r", "controls recover: null · "
-             "random network · inputs")
-    for col in ("model", *(f"{h}\n{on}" for h in heads for on in ("selection", "test")),
-                "latent", "time", "seed's figure"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table = Table(title=f"baselines, each cell selection | test trials (recovered: r ≥ "
+                  f"{threshold}; [95 % interval over trials])")
+    for col in ("model", "beyond controls", "recovered /160", "spike r",
+                "controls recover\nnull·random·inputs", "latent", "time", "seed's figure"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for row in rows:
         ref = bl.SEED_REFERENCE[row["name"]]
         ref_text = f"{ref[0]:.3f} / {ref[1] if ref[1] is not None else '-'}"
-        sel, test = row.get("selection"), row.get("test")
+        sel, test = row.get("selection"), row.get("test") or {}
         if sel is None:
-            table.add_row(row["name"], f"failed: {row['failure']}", *[""] * 9, ref_text)
+            table.add_row(row["name"], f"failed: {row['failure']}", *[""] * 5, ref_text)
             continue
-        cells = []
-        for s in (sel, test or {}):  # selection, then test, under each heading
-            cells.append((live.count(s, "beyond_controls"), live.count(s, "recovered", "/160"),
-                          live.spike(s), " · ".join(fmt(s.get(k)) for k in (
-                              "null_recovered", "random_recovered", "input_recovered"))))
-        table.add_row(row["name"], *(c for pair in zip(*cells, strict=True) for c in pair),
-                      str(sel["latent_dim"]), f"{row['wall_s']:.0f} s", ref_text)
+        cells = [" | ".join(x) for x in zip(*(  # the two splits side by side
+            (live.count(s, "beyond_controls"), live.count(s, "recovered"),
+             fmt(s.get("spike_corr")), "·".join(fmt(s.get(k)) for k in (
+                 "null_recovered", "random_recovered", "input_recovered"))) for s in (sel, test)),
+            strict=True)]
+        table.add_row(row["name"], *cells, str(sel["latent_dim"]), f"{row['wall_s']:.0f} s",
+                      ref_text)
     out.print(table)
     vl = rows[0]
     out.print("input baseline (Laguerre features of the inputs): "

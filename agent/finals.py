@@ -36,8 +36,9 @@ def _mean_sd(values: list[float]) -> list[float] | None:
 
 
 def summarise(rows: list[dict], iterations: list[dict]) -> list[dict]:
-    """Per finalist (in `rows`' order of first appearance): mean ± sd of each figure over its
-    successful trainings, on test and on selection, and the first training's intervals."""
+    """Per finalist (in `rows`' order of first appearance: `run` gives them by rank): the
+    mean ± sd of each figure over its successful trainings, on test and on selection, and
+    the first training's intervals."""
     names = {it["number"]: it for it in iterations}
     out = []
     for number in dict.fromkeys(r["number"] for r in rows):
@@ -86,8 +87,9 @@ def run(orch) -> list[dict]:
             test = ev.final_scores(res.sealed) if res.sealed is not None else None
             ledger.record_final(orch.run_id, it["number"], seed, res.status, res.failure_kind,
                                 res.train_hours, res.scores, test)
-    summary = summarise([r for r in ledger.finals(orch.run_id)
-                         if r["number"] in {it["number"] for it in chosen}], orch.iterations)
+    rank = {it["number"]: i for i, it in enumerate(chosen)}
+    summary = summarise(sorted((r for r in ledger.finals(orch.run_id) if r["number"] in rank),
+                               key=lambda r: (rank[r["number"]], r["seed"])), orch.iterations)
     for row in summary:
         it = next(i for i in chosen if i["number"] == row["number"])
         test = row["test"]

@@ -1,10 +1,13 @@
 """Watching a run: the loop's events as a live status panel, or as plain lines.
 
 The orchestrator reports events (`event(kind, **data)`) and never prints. On a terminal,
-LiveView keeps a rich panel up to date (phase, iteration, what it is doing, a training
-bar with the live loss, best so far, budget used, last event) and prints each recorded
-iteration above it. Anywhere else (CI, nohup, a pipe) PlainLines writes one line per
-event that matters, so a log file tells the same story.
+LiveView keeps a rich panel up to date (phase, iteration or finalist, what it is doing, a
+training bar with the live loss, the best by the objective, budget used, last event) and
+prints each recorded iteration and each final training above it. Anywhere else (CI, nohup,
+a pipe) PlainLines writes one line per event that matters, so a log file tells the same
+story. An iteration's line carries the verdict on the selection trials (counts with their
+intervals, the controls beside, spike r, self-readout); the finals phase is said as what it
+is, the only scoring on the held-out test trials.
 
 Names and messages come from the candidates: each is shown as literal text (rich `Text`, or
 printed with markup off), one line, control characters replaced, so `[/]` or

@@ -142,15 +142,18 @@ def test_baselines_on_a_tiny_dataset(monkeypatch, capsys, tmp_path):
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
     assert list(rows) == ["volterra_laguerre", "lstm", "plain_node"]
-    vl = rows["volterra_laguerre"]["scores"]
-    assert vl["beyond_inputs"] == 0  # the input baseline cannot beat itself
-    assert vl["recovered"] == vl["input_recovered"]
+    vl = rows["volterra_laguerre"]
+    for on in ("selection", "test"):  # baselines are not searched: both are shown
+        assert vl[on]["on"] == on and vl[on]["null_recovered"] is None  # no null to train
+        assert vl[on]["random_recovered"] is not None and vl[on]["input_recovered"] is not None
     lstm = rows["lstm"]
     assert lstm["failure"] is None or lstm["failure"] == "verifier_failed"
-    if lstm.get("scores"):
-        s = lstm["scores"]
-        assert len(s["correlations"]) == 160 and s["null_recovered"] is not None
-        assert 0 <= s["above_null"] <= s["recovered"]
+    if lstm["failure"] is None:
+        s = lstm["selection"]
+        assert len(s["correlations"]) == 160 and s["null_seeds"] == 3
+        assert 0 <= s["beyond_controls"] <= s["above_null"] <= s["recovered"]
+    else:
+        assert "selection" not in lstm  # a failed training is not scored
     assert rows["plain_node"]["detail"]["strategy"] == "adjoint"
 
 

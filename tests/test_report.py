@@ -1,6 +1,7 @@
 """The HTML report: valid, self-contained, every section present, each iteration state
 shown, and rendered by headless Chromium into a screenshot that is not blank."""
 
+import json
 import os
 import re
 import shutil
@@ -141,8 +142,12 @@ def test_show_log_runs_and_the_final_summary_say_the_verdict(run_folder, capsys)
         assert words in shown.output, words
     logged = cli.invoke(app, ["log", "--run-dir", str(r.dir.parent)], env={"COLUMNS": "200"})
     assert logged.exit_code == 0 and "beyond controls" in logged.output
-    listed = cli.invoke(app, ["runs", "--run-dir", str(r.dir.parent)], env={"COLUMNS": "220"})
-    assert listed.exit_code == 0 and "beyond controls" in listed.output
+    listed = cli.invoke(app, ["runs", "--run-dir", str(r.dir.parent), "--json"])
+    [row] = json.loads(listed.output)
+    best = next(it for it in r.ledger.iterations(r.id) if it["number"] == final["number"])
+    assert row["best"] == best["name"] and row["beyond_controls"] == best["beyond_controls"]
+    assert row["objective"] == "beyond_controls" and row["finalists"] == 1
+    assert row["intervals"]["beyond_controls"] == best["scores"]["intervals"]["beyond_controls"]
     _final_summary(RUN["summary"], RUN["orch"])
     said = capsys.readouterr().out
     assert "by beyond controls: beyond controls" in said and "on selection trials" in said

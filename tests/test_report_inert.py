@@ -384,7 +384,7 @@ def test_the_live_view_prints_markup_literally():
     assert "[link=file:///etc/passwd]x[/link] [/] [bold red]loud" in text
     assert "\x1b]8;" not in text  # no hyperlink was made from the name
     assert "\x1b]0;pwned" not in text and "\x1b[2J" not in text and "\x00" not in text
-    assert "beyond controls –, recovered –/160 on selection trials" in text  # the best
+    assert "recovered –/160, beyond controls – on selection trials" in text  # the best
     assert "spike r –" in text and "training failed ([/]): never best" in text
     view = live.monitor(Console(file=buf, force_terminal=True, width=200), say=None)
     with view:  # the same row, eligible: its line, training and all
