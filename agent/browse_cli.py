@@ -227,6 +227,16 @@ def replay(
                       fmt(s["above_null"]), fmt(s["beyond_inputs"]), fmt(s["spike_corr"], 4),
                       fmt(s["cca"], 4))
     out.print(table)
+    if r.state() == "finished":  # the search is over: the locked test trials may be read
+        t = ev.final_scores(again.sealed)
+        iv = t["intervals"]
+        say(f"final, held out (test trials) of this training: beyond controls "
+            f"{fmt(t['beyond_controls'])} [{fmt(iv['beyond_controls'][0])}–"
+            f"{fmt(iv['beyond_controls'][1])}], recovered {fmt(t['recovered'])}/160 "
+            f"[{fmt(iv['recovered'][0])}–{fmt(iv['recovered'][1])}], spike r "
+            f"{fmt(t['spike_corr'], 3)}")
+    else:
+        say("test trials: locked while the run is not finished")
     delta = max(abs(x - y) for x, y in zip(a["correlations"], b["correlations"], strict=True))
     same = delta == 0.0 and a["spike_corr"] == b["spike_corr"]
     say("identical: every one of the 160 correlations matches" if same else

@@ -192,7 +192,7 @@ def test_run_smoke_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
     # Three expansions is both the quick preset's limit and the patience: either may say it.
     assert re.search(r"stopped: (expansions used|3 expansions without improvement) after 5 "
                      "iterations", out) and "best:" in out
-    assert "report: " in out
+    assert "report: " in out and "final, held out" in out
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     repo = ModelRepository(run_dir)
     its = repo.iterations()
@@ -200,7 +200,11 @@ def test_run_smoke_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
     assert its[0][1] == "iter/0001-t1" and its[1][1] == "iter/0002-t5"
     assert "best" in [t.name for t in repo.repo.tags]
     rows = Ledger(run_dir / "ledger.sqlite").iterations(run_dir.name)
-    assert [r["commit_sha"] for r in rows] == [c for _, _, c in its]
+    for r, (_, _, head) in zip(rows, its, strict=True):  # a finalist's branch adds final.json
+        c = repo.repo.commit(head)
+        assert r["commit_sha"] == head or ("final, held out" in c.message
+                                           and c.parents[0].hexsha == r["commit_sha"])
+    assert sum(r["commit_sha"] != head for r, (_, _, head) in zip(rows, its, strict=True)) == 1
     scored = [r for r in rows if r["status"] == "scored"]
     assert scored and all(len(r["scores"]["correlations"]) == 160 for r in scored)
     assert all(r["above_null"] is not None and r["beyond_inputs"] is not None for r in scored)
@@ -212,7 +216,8 @@ def test_run_smoke_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
 
     # the iteration browser on the same run
     code, out, _ = run(monkeypatch, capsys, "log", "--run-dir", str(tmp_path), "--json")
-    assert code == 0 and [r["commit_sha"] for r in json.loads(out)] == [c for _, _, c in its]
+    assert code == 0 and [r["commit_sha"] for r in json.loads(out)] == [r["commit_sha"]
+                                                                       for r in rows]
     code, out, _ = run(monkeypatch, capsys, "show", "2", "--run-dir", str(tmp_path))
     assert code == 0 and "T5 by template" in out and "class Model" in out
     code, out, _ = run(monkeypatch, capsys, "diff", its[0][1], its[2][2][:10],
@@ -229,6 +234,7 @@ def test_run_smoke_end_to_end_with_the_offline_architect(monkeypatch, capsys, tm
                          str(tmp_path))
     assert code == 0, out + err
     assert "identical" in out and f"{best['recovered']}/160" in out
+    assert "final, held out (test trials)" in out  # the run has finished
 
 
 def test_run_openai_architect_through_the_cli_stops_at_the_cost_cap(monkeypatch, capsys,
