@@ -79,7 +79,9 @@ def test_cheaters_in_a_run_find_nothing_forge_nothing_and_the_loop_goes_on(
     monkeypatch.setattr(policy, "check", lambda source: policy.Verdict([], {}))
     hunt = candidate(HUNT)
     hunt = hunt[:hunt.index("    def forward")] + HUNT_FORWARD
-    forge = candidate(FORGE.format(bomb=_bomb(64)))
+    # (another nonlinearity: the two would otherwise compute the same, and the second be
+    # refused as the first's twin before it could forge anything)
+    forge = candidate(FORGE.format(bomb=_bomb(64))).replace("torch.tanh(", "torch.sigmoid(")
     cfg = RunConfig(finalists=1, final_seeds=1, run_dir=str(tmp_path), templates=(),
                     max_expansions=2, patience=5, sandbox=backend,
                     train={"max_epochs": 1, "verify": False})

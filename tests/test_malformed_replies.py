@@ -41,9 +41,12 @@ def _attempts(run_dir):
 
 
 def _check(run_dir, rows, attempts, calls):
-    # the second is scored (its training may stop at the time budget: noted, not fatal)
-    assert [(row["architect"], row["status"]) for row in rows] == [
-        ("openai", "failed"), ("openai", "scored")] and rows[0]["failure_kind"] == "parse"
+    # the second passes its check and is trained; on a 2-second budget its training may
+    # fail (then it is failed, with the training's class, never a parse failure)
+    assert [row["architect"] for row in rows] == ["openai", "openai"]
+    assert rows[0]["status"] == "failed" and rows[0]["failure_kind"] == "parse"
+    assert rows[1]["failure_kind"] in (None, "timeout", "verifier_failed")
+    assert rows[1]["status"] == ("scored" if rows[1]["failure_kind"] is None else "failed")
     assert [a["kind"] for a in attempts] == ["parse"] * 5 + [None]
     for a, (case, (_, words)) in zip(attempts, MALFORMED.items(), strict=False):
         assert words in a["message"], case

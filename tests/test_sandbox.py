@@ -342,7 +342,8 @@ def test_the_default_dataset_size_trains_within_the_evaluate_limits():
                           train={"time_budget_h": 0.003, "max_epochs": 1, "verify": False},
                           backend="process")
     assert out.ok, out.error
-    assert out.arrays["latents"].shape == (256, 2000, 64)
+    assert out.arrays["latents"].shape == (256, 400, 64)  # every 5th step
+    assert out.arrays["null_latents"].shape == (3, 256, 400, 64)
 
 
 def test_less_than_full_isolation_is_never_chosen_silently(monkeypatch):
