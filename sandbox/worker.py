@@ -115,12 +115,11 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
     import dataclasses
 
     import numpy as np
+    import torch
 
     from descartes_core.contract import load_candidate
     from descartes_core.training import TrainConfig
     from descartes_core.training import evaluate as train
-
-    import torch
 
     # The first optimiser a process makes imports torch._dynamo (3–5 s): pay that here,
     # before the training budget's clock starts, not out of the budget.
