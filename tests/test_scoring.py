@@ -180,13 +180,19 @@ def test_input_baseline_is_cached_per_dataset(monkeypatch):
 
     ds = dataset.simulate_dataset(SimulationSpec(n_trials=8, duration_ms=150, seed=2,
                                                  burn_in_ms=100.0))
-    vl, r = baselines.input_baseline(ds)
-    assert r.shape == (160,) and vl.latents.shape == (8, 150, 21 * baselines.N_FUNCS)
+    vl, fit = baselines.input_baseline(ds)
+    assert fit.r("selection").shape == fit.r("test").shape == (160,)
+    assert vl.latents.shape == (8, 150, 21 * baselines.N_FUNCS)
     monkeypatch.setattr(baselines, "fit_volterra_laguerre",
                         lambda *_: pytest.fail("refitted despite the cache"))
-    vl2, r2 = baselines.input_baseline(ds)
-    np.testing.assert_array_equal(r, r2)
+    vl2, fit2 = baselines.input_baseline(ds)
+    for on in ("selection", "test"):
+        np.testing.assert_array_equal(fit.on[on], fit2.on[on])
     np.testing.assert_allclose(vl.predictions, vl2.predictions, rtol=1e-5)
+    # the richer bank: several poles and the fitted model's second-order terms
+    f = baselines.input_features(ds, vl)
+    assert f.shape == (8, 30, 21 * baselines.N_FUNCS * len({*baselines.INPUT_ALPHAS, vl.alpha})
+                       + 5 * 20)
 
 
 def test_the_trusted_control_is_seeded_and_remembers_its_inputs():
