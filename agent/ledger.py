@@ -157,16 +157,19 @@ class Ledger:
             self.db.execute("ROLLBACK")
             raise
 
-    def iterations(self, run_id: str) -> list[dict]:
-        rows = self.db.execute("SELECT * FROM iterations WHERE run_id=? ORDER BY number",
-                               (run_id,)).fetchall()
+    def _rows(self, query: str, run_id: str, json_fields: tuple[str, ...]) -> list[dict]:
+        """Rows of `query` as dicts, their JSON fields decoded."""
         out = []
-        for r in rows:
+        for r in self.db.execute(query, (run_id,)).fetchall():
             d = dict(r)
-            for k in JSON_FIELDS:
+            for k in json_fields:
                 d[k] = json.loads(d[k]) if d[k] else None
             out.append(d)
         return out
+
+    def iterations(self, run_id: str) -> list[dict]:
+        return self._rows("SELECT * FROM iterations WHERE run_id=? ORDER BY number", run_id,
+                          JSON_FIELDS)
 
     def record_final(self, run_id: str, number: int, seed: int, status: str,
                      failure_kind: str | None, train_hours: float, selection: dict | None,
@@ -179,15 +182,8 @@ class Ledger:
              selection and _json(selection), test and _json(test), time.time()))
 
     def finals(self, run_id: str) -> list[dict]:
-        rows = self.db.execute("SELECT * FROM finals WHERE run_id=? ORDER BY number, seed",
-                               (run_id,)).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            for k in ("selection", "test"):
-                d[k] = json.loads(d[k]) if d[k] else None
-            out.append(d)
-        return out
+        return self._rows("SELECT * FROM finals WHERE run_id=? ORDER BY number, seed", run_id,
+                          ("selection", "test"))
 
     def calls(self, run_id: str) -> list[dict]:
         return [dict(r) for r in self.db.execute(
