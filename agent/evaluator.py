@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from descartes_core import baselines, controls, scoring
+from descartes_core import baselines, contract, controls, scoring
 from descartes_core.dataset import Dataset
 from sandbox import policy, runner
 
@@ -77,6 +77,7 @@ class Evaluator:
         self.train_config = dict(train or {})
         vl, self.inputs_fit = baselines.input_baseline(ds)
         self.targets = ds.training_outputs()  # the sandbox never sees selection or test outputs
+        self.counts, self.no_counts = ds.training_counts()  # nor their spikes
         hidden = np.concatenate([ds.split("selection"), ds.split("test")])
         self.teacher = vl.predictions.copy()
         self.teacher[hidden] = 0.0
@@ -96,9 +97,14 @@ class Evaluator:
                                                 stride=scoring.STRIDE)
         return self._random[width]
 
+    def width(self, source: str) -> int:
+        """The latent width a source is built with: its declared LATENT_DIM (at most
+        contract.MAX_LATENT_DIM, which the policy holds), else the run's."""
+        return contract.source_width(source, self.latent_dim)
+
     def check(self, source: str) -> dict:
         """{"ok", "error": {"kind", "message"} | None, "check", "isolation"}."""
-        out = runner.check(source, latent_dim=self.latent_dim, backend=self.backend)
+        out = runner.check(source, latent_dim=self.width(source), backend=self.backend)
         return {"ok": out.ok, "error": out.error, "check": out.check, "isolation": out.isolation}
 
     def train(self, source: str, progress=None, seed: int | None = None) -> runner.Outcome:
@@ -109,9 +115,10 @@ class Evaluator:
             train["seed"] = seed
         props = policy.check(source).properties or {}
         teacher = self.teacher if props.get("gradient_strategy") == "distillation" else None
+        counts = self.counts if props.get("loss") in contract.COUNT_LOSSES else None
         return runner.evaluate(source, self.ds.inputs, self.targets, self.split,
-                               latent_dim=self.latent_dim, train=train, teacher=teacher,
-                               backend=self.backend, progress=progress)
+                               latent_dim=self.width(source), train=train, teacher=teacher,
+                               counts=counts, backend=self.backend, progress=progress)
 
     def measure(self, out: runner.Outcome) -> Result:
         """Status, selection scores and sealed test moments of a trained candidate."""
@@ -128,7 +135,7 @@ class Evaluator:
             random=self.random_fit(a["latents"].shape[-1]), inputs=self.inputs_fit)
         try:
             m = scoring.measure(a["predictions"], a["latents"], self.ds.outputs, self.ds.biovars,
-                                self.ds.meta["split"], ctl)
+                                self.ds.meta["split"], ctl, regimes=self.ds.regimes())
             s = m.scores(self.ds.meta["variables"], "selection", self.threshold, self.margin)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
             result.failure_kind = "nan"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.standing import eligible, ranked
-from descartes_core.contract import AXES
+from descartes_core.contract import AXES, complete
 
 PROMPTS = Path(__file__).parent / "prompts"
 KNOWN_RESULTS = (
@@ -346,4 +346,5 @@ def source_properties(source: str) -> dict[str, str]:
         raise ParseError(f"the source is not text but {type(source).__name__}")
     if _SURROGATE.search(source):
         raise ParseError("the source is not valid Unicode (a lone surrogate)")
-    return _properties(source)
+    found = _properties(source)
+    return complete(found) if found else found

@@ -229,7 +229,7 @@ def run(
                                ds.biovars, split, stride=scoring.STRIDE)
         null = tuple(scoring.probe(z, ds.biovars, split, stride=scoring.STRIDE) for z in nulls)
         m = scoring.measure(pred, latents[:, ::scoring.STRIDE], ds.outputs, ds.biovars, split,
-                            scoring.Controls(null, random, inputs_fit))
+                            scoring.Controls(null, random, inputs_fit), regimes=ds.regimes())
         return {on: m.scores(variables, on, threshold, margin).to_dict()
                 for on in ("selection", "test")}
 

@@ -1,9 +1,11 @@
-"""The model contract: the five property axes and the validation of a candidate's PROPERTIES.
+"""The model contract: the six property axes and the validation of a candidate's PROPERTIES.
 
 A candidate is one Python source file holding ``PROPERTIES`` (a dict: ``family``
 plus one value per axis) and ``class Model(nn.Module)`` with
 ``__init__(self, n_inputs, n_outputs, latent_dim)`` and
 ``forward(x, state=None) -> (y, latents, state)`` (``shared/DESIGN.md``).
+A candidate may declare its latent width with a top-level ``LATENT_DIM = <int>`` of at
+most ``MAX_LATENT_DIM``; without one it is built at the run's width (64).
 """
 
 from __future__ import annotations
@@ -60,14 +62,64 @@ class SolverChoice(StrEnum):
     IMPLICIT_ADAMS = "implicit_adams"
 
 
+class LossChoice(StrEnum):
+    """What training fits (descartes_core.losses). The count losses read the model's output
+    as a log-rate of the TC spike counts per bin, so a model can commit to a burst."""
+
+    MSE_RATE = "mse_rate"
+    POISSON_COUNTS = "poisson_counts"
+    EVENT_MULTISCALE = "event_multiscale"
+
+
+COUNT_LOSSES = (LossChoice.POISSON_COUNTS.value, LossChoice.EVENT_MULTISCALE.value)
+"""The losses that train on spike counts (the sandbox gets the counts only for these)."""
+
 AXES: dict[str, type[Enum]] = {
     "time_handling": TimeHandling,
     "gradient_strategy": GradientStrategy,
     "latent_structure": LatentStructure,
     "input_coupling": InputCoupling,
     "solver": SolverChoice,
+    "loss": LossChoice,
 }
-REQUIRED_KEYS = ("family", *AXES)
+DEFAULTS = {"loss": LossChoice.MSE_RATE.value}
+"""Axes a PROPERTIES may leave out (sources written before the axis existed), and the value
+they then have."""
+REQUIRED_KEYS = ("family", *(a for a in AXES if a not in DEFAULTS))
+VALID_KEYS = ("family", *AXES)
+MAX_LATENT_DIM = 320
+"""The widest latent a candidate may declare (LATENT_DIM); its controls are built as wide."""
+DEFAULT_LATENT_DIM = 64
+
+
+def complete(properties: dict) -> dict:
+    """A valid PROPERTIES with every defaulted axis filled in."""
+    return {**properties, **{k: v for k, v in DEFAULTS.items() if k not in properties}}
+
+
+def declared_width(tree: ast.Module) -> tuple[int | None, str | None]:
+    """(LATENT_DIM, None) of a parsed source, (None, None) when it declares none, or
+    (None, fault) when the declaration is not a plain int literal in 1 … MAX_LATENT_DIM."""
+    width = None
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "LATENT_DIM" for t in stmt.targets):
+            v = stmt.value
+            if not (isinstance(v, ast.Constant) and type(v.value) is int
+                    and 1 <= v.value <= MAX_LATENT_DIM):
+                return None, (f"LATENT_DIM must be an integer literal in 1 … {MAX_LATENT_DIM} "
+                              "(the controls are built at the same width)")
+            width = v.value
+    return width, None
+
+
+def source_width(source: str, default: int = DEFAULT_LATENT_DIM) -> int:
+    """The latent width a source is built with: its valid LATENT_DIM, else `default`."""
+    try:
+        width, _ = declared_width(ast.parse(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        width = None
+    return width or default
 
 
 def property_errors(properties: object) -> list[str]:
@@ -79,9 +131,9 @@ def property_errors(properties: object) -> list[str]:
         if key not in properties:
             errors.append(f"PROPERTIES is missing '{key}'")
     for key in properties:
-        if key not in REQUIRED_KEYS:
+        if key not in VALID_KEYS:
             errors.append(f"PROPERTIES has an unknown key '{key}' "
-                          f"(valid keys: {', '.join(REQUIRED_KEYS)})")
+                          f"(valid keys: {', '.join(VALID_KEYS)})")
     family = properties.get("family")
     if "family" in properties and (not isinstance(family, str) or not family.strip()):
         errors.append("PROPERTIES['family'] must be a non-empty string")
@@ -96,15 +148,16 @@ def property_errors(properties: object) -> list[str]:
 
 
 def validate_properties(properties: object) -> dict[str, str]:
-    """The PROPERTIES dict if valid; ValueError listing every fault otherwise."""
+    """The PROPERTIES dict, defaults filled in, if valid; ValueError listing every fault
+    otherwise."""
     errors = property_errors(properties)
     if errors:
         raise ValueError("; ".join(errors))
-    return dict(properties)  # type: ignore[arg-type]
+    return complete(properties)  # type: ignore[arg-type]
 
 
 def template_sources() -> dict[str, str]:
-    """The hand-written templates T0–T8 as source text, keyed 'T0' … 'T8'."""
+    """The hand-written templates T0–T9 as source text, keyed 'T0' … 'T9'."""
     return {p.name[:2].upper(): p.read_text() for p in sorted(TEMPLATE_DIR.glob("t[0-9]_*.py"))}
 
 

@@ -29,9 +29,10 @@ import numpy as np
 
 from descartes_core import circuit, rhythm, trials, variables
 from descartes_core.circuit import CircuitParams
+from descartes_core.events import RATE_TAU_MS
 
 FORMAT = "descartes-dataset/1"
-OUTPUT_TAU_MS = 10.0
+OUTPUT_TAU_MS = RATE_TAU_MS
 CORE_FILES = ("inputs.npy", "outputs.npy", "biovars.npy", "meta.json")
 SHAPES = {"inputs.npy": 21, "outputs.npy": 20, "biovars.npy": 160}
 SPLITS = ("train", "val", "selection", "test")
@@ -84,6 +85,30 @@ class Dataset:
     def split(self, name: str) -> np.ndarray:
         """Trial indices of 'train', 'val', 'selection' or 'test'."""
         return np.asarray(self.meta["split"][name], dtype=np.intp)
+
+    def regimes(self) -> list[str]:
+        """Each trial's regime from the trial design ("all" where the data says none)."""
+        records = self.meta.get("trials")
+        n = len(self.inputs)
+        if not isinstance(records, list) or len(records) != n:
+            return ["all"] * n
+        return [str(r.get("regime", "all")) if isinstance(r, dict) else "all" for r in records]
+
+    def training_counts(self) -> tuple[np.ndarray | None, str | None]:
+        """(counts, None): the TC spike counts per bin with the selection and test trials'
+        zeroed, what a count loss may train on; (None, why) when this data has none that
+        make its outputs (a user's data without ``spikes.npy``, or another smoothing)."""
+        if self.spikes is None:
+            return None, "this data directory has no spikes.npy"
+        probe = self.split("train")[:2]
+        if not np.allclose(rate_from_spikes(self.spikes[probe]), self.outputs[probe],
+                           rtol=1e-3, atol=1e-2):
+            return None, ("its outputs are not the spikes through the causal "
+                          f"{OUTPUT_TAU_MS:g}-ms kernel")
+        counts = self.spikes.astype(np.float32)
+        counts[self.split("selection")] = 0.0
+        counts[self.split("test")] = 0.0
+        return counts, None
 
     def training_outputs(self) -> np.ndarray:
         """The outputs with the selection and test trials' zeroed: all that training may see."""

@@ -29,9 +29,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from descartes_core import events
 
 RIDGE_ALPHAS = np.logspace(-3, 4, 15)
 NEAR_MISS = 0.3
@@ -231,6 +234,8 @@ class Scores:
     input_recovered: int | None = None
     beyond_inputs: int | None = None
     gain_over_inputs: list[float] | None = None
+    events: dict | None = None
+    """descartes_core.events.event_scores on this split: does the rate commit to bursts."""
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -244,7 +249,8 @@ def _interval(values: np.ndarray) -> list[float]:
 
 def verdict(fit: Fit, spikes: Fit, controls: Controls, variables: list[dict], *, on: str,
             threshold: float = 0.5, margin: float = 0.05, cca: float = float("nan"),
-            self_readout: float | None = None, latent_dim: int = 0) -> Scores:
+            self_readout: float | None = None, latent_dim: int = 0,
+            events: dict | None = None) -> Scores:
     """Counts, per-variable r, intervals and controls of a model on split `on`."""
     r, r_b = fit.r(on), fit.replicates(on)  # (k,), (B, k)
     ctl = {}  # control name → (its r, its replicates)
@@ -287,7 +293,7 @@ def verdict(fit: Fit, spikes: Fit, controls: Controls, variables: list[dict], *,
         threshold=threshold, margin=margin, beyond_controls=int(point["beyond_controls"]),
         controls_max=[round(float(x), 5) for x in bar], intervals=intervals,
         replicates={k: [int(x) for x in v] for k, v in boot.items()},
-        self_readout=self_readout, null_seeds=len(controls.null))
+        self_readout=self_readout, null_seeds=len(controls.null), events=events)
     if "null" in ctl:
         s.null_recovered = int((ctl["null"][0] >= threshold).sum())
         s.above_null = int(point["above_null"])
@@ -313,12 +319,14 @@ class Measurement:
     latent_dim: int
     cca: dict[str, float]
     self_readout: dict[str, float]
+    events: dict[str, dict] = field(default_factory=dict)
 
     def scores(self, variables: list[dict], on: str, threshold: float = 0.5,
                margin: float = 0.05) -> Scores:
         return verdict(self.probes, self.spikes, self.controls, variables, on=on,
                        threshold=threshold, margin=margin, cca=self.cca[on],
-                       self_readout=self.self_readout[on], latent_dim=self.latent_dim)
+                       self_readout=self.self_readout[on], latent_dim=self.latent_dim,
+                       events=self.events.get(on))
 
     def save(self, path, split: str = "test") -> None:
         """One split's moments (everything `scores(on=split)` needs) as an .npz file."""
@@ -329,6 +337,7 @@ class Measurement:
                 **({"inputs": c.inputs} if c.inputs else {})}
         np.savez(path, latent_dim=self.latent_dim, cca=self.cca[split],
                  self_readout=self.self_readout[split], split=split,
+                 events=json.dumps(self.events.get(split)),
                  **{k: f.on[split] for k, f in fits.items()})
 
     @classmethod
@@ -344,12 +353,19 @@ class Measurement:
             return cls(fit("probes"), fit("spikes"), Controls(nulls, fit("random"),
                                                               fit("inputs")),
                        int(z["latent_dim"]), {split: float(z["cca"])},
-                       {split: float(z["self_readout"])})
+                       {split: float(z["self_readout"])}, _events(z, split))
+
+
+def _events(z, split: str) -> dict[str, dict]:
+    """The event scores of a saved split (none in files sealed before they existed)."""
+    found = json.loads(str(z["events"])) if "events" in z.files else None
+    return {split: found} if isinstance(found, dict) else {}
 
 
 def measure(pred, latents, outputs, biovars, split: dict, controls: Controls,
-            on: tuple[str, ...] = ("selection", "test")) -> Measurement:
-    """Fit a model's probes, spikes, CCA and self-readout for the splits `on`.
+            on: tuple[str, ...] = ("selection", "test"), regimes=None) -> Measurement:
+    """Fit a model's probes, spikes, CCA and self-readout, and score its events, for the
+    splits `on` (`regimes`: each trial's regime name, for the per-regime spike r).
 
     pred, outputs: (N, T, 20); biovars (N, T, 160); latents (N, ⌈T/STRIDE⌉, d), every
     STRIDE-th step (what the sandbox returns: the probes read no other step)."""
@@ -362,4 +378,5 @@ def measure(pred, latents, outputs, biovars, split: dict, controls: Controls,
         spikes=outputs_fit(pred, outputs, split, on), controls=controls,
         latent_dim=int(latents.shape[-1]),
         cca={k: cca_score(latents, bio, split, k, 1) for k in on},
-        self_readout={k: self_readout(latents, pred_s, split, k, 1) for k in on})
+        self_readout={k: self_readout(latents, pred_s, split, k, 1) for k in on},
+        events={k: events.event_scores(pred, outputs, split[k], regimes) for k in on})

@@ -17,6 +17,13 @@ Strategies:
   previous segment's end by a continuity penalty; needs a model that takes state;
 - distillation: first fit the teacher's outputs (the Volterra–Laguerre
   predictions by default), then the real targets.
+
+The loss is the candidate's declared ``loss`` (descartes_core.losses): ``mse_rate`` on the
+z-scored outputs, or a count loss on the TC spike counts of the train and validation
+trials, the output read as a log-rate (a count loss without counts trains ``mse_rate``
+and the record says so). A readout that is a plain linear map of the latents starts at
+its least-squares fit (``readout_init``), and a model that calls ``stiff.guard`` in its
+loop has its state gradient bounded (``state_grad_bound``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from descartes_core import losses, stiff
 from descartes_core.contract import calls_odeint_adjoint
+from descartes_core.events import RATE_TAU_MS, implied_counts
 from descartes_core.scoring import pearson_columns
 
 
@@ -73,6 +82,17 @@ class TrainConfig:
     with the best of them, since one draw of an initialisation is noise."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu' or 'cuda'."""
+    readout_init: str = "lstsq"
+    """'lstsq': a model whose output is exactly ``self.readout(latents)`` (an nn.Linear)
+    starts with that readout fitted by least squares on the training trials, since a
+    least-squares readout gave a grey-box its spike r at once (research/frontier.md);
+    'none' keeps the model's own initialisation."""
+    state_grad_bound: float | None = None
+    """Bound on the norm of the state gradient, per trial, wherever the model calls
+    ``descartes_core.stiff.guard`` (every ``guard_every`` steps); None leaves it free. Stiff
+    loops (the T-current's positive feedback) otherwise blow up to infinite gradients."""
+    guard_every: int = 10
+    """Steps between two gradient guards in a model's loop."""
 
 
 @dataclass
@@ -83,6 +103,9 @@ class TrainRecord:
     device: str
     n_params: int
     strategy_note: str | None = None
+    loss: str = "mse_rate"
+    """The loss trained (a count loss without counts falls back to mse_rate)."""
+    loss_note: str | None = None
     epochs: int = 0
     train_loss: float | None = None
     val_loss: float | None = None
@@ -121,16 +144,51 @@ def _device(name: str) -> torch.device:
 
 
 DIVERGED_LOSS = 1e6
-"""A loss on z-scored outputs this large (an honest model's is about 1) is a divergence."""
+"""A loss this large is a divergence: an honest model's is about 1 on z-scored outputs, and
+below 1 for the count losses."""
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    loss = F.mse_loss(pred, target)
+class Objective:
+    """The loss a candidate trains with, on targets in that loss's own space: the z-scored
+    rate for mse_rate, the spike counts per bin for a count loss."""
+
+    def __init__(self, name: str, counts_fit: torch.Tensor | None = None):
+        self.name = name
+        if name in losses.COUNT_LOSSES:
+            self.offset = losses.count_offset(counts_fit)
+            self.norms = losses.scale_norms(counts_fit)
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.name == "poisson_counts":
+            loss = losses.poisson_nll(pred, target, self.offset)
+        elif self.name == "event_multiscale":
+            loss = losses.event_distance(pred, target, self.offset, self.norms)
+        else:
+            loss = F.mse_loss(pred, target)
+        return _guarded(loss)
+
+    def rate(self, pred: torch.Tensor, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        """Outputs in the dataset's units (Hz): a count loss's expected smoothed rate."""
+        if self.name not in losses.COUNT_LOSSES:
+            return (pred.cpu().numpy() * sd + mu).astype(np.float32)
+        rate = losses.causal_filter(losses.intensity(pred, self.offset), RATE_TAU_MS,
+                                    1000.0 / RATE_TAU_MS)
+        return rate.cpu().numpy().astype(np.float32)
+
+    def readout_target(self, y: torch.Tensor) -> torch.Tensor:
+        """What a least-squares readout fits: the target itself, or for a count loss the
+        log of its 10-ms smoothed rate per bin relative to the offset."""
+        if self.name not in losses.COUNT_LOSSES:
+            return y
+        smooth = losses.causal_filter(y, RATE_TAU_MS, 1.0 - float(np.exp(-1.0 / RATE_TAU_MS)))
+        return torch.log(smooth + 1e-4) - self.offset
+
+
+def _guarded(loss: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(loss):
         raise _Failure("nan", "the loss became NaN or infinite")
     if loss.item() > DIVERGED_LOSS:
-        raise _Failure("train_diverged", f"the loss reached {loss.item():.3g} on z-scored "
-                                         "outputs")
+        raise _Failure("train_diverged", f"the loss reached {loss.item():.3g}")
     return loss
 
 
@@ -165,8 +223,10 @@ def _shape_error(y, z, x, n_out):
 
 
 class _Trainer:
-    def __init__(self, model, x, y, train_idx, val_idx, strategy, cfg, teacher, source):
+    def __init__(self, model, x, y, train_idx, val_idx, strategy, cfg, teacher, source,
+                 objective: Objective):
         self.model, self.x, self.y, self.cfg = model, x, y, cfg
+        self.objective = objective
         self.train_idx, self.val_idx = train_idx, val_idx
         self.teacher = teacher
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -205,7 +265,7 @@ class _Trainer:
                 losses.append(self._shooting(idx, x, y))
             else:
                 pred, _, _ = self.model(x)
-                loss = _loss(pred, y)
+                loss = self.objective(pred, y)
                 _step(self.model, self.opt, loss, self.cfg.grad_clip)
                 losses.append(loss.item())
         return float(np.mean(losses)) if losses else math.nan
@@ -217,7 +277,7 @@ class _Trainer:
         state, total = None, 0.0
         for a, b in self._segments(x.shape[1]):
             pred, _, state = self.model(x[:, a:b], state)
-            loss = _loss(pred, y[:, a:b])
+            loss = self.objective(pred, y[:, a:b])
             _step(self.model, self.opt, loss, self.cfg.grad_clip)
             state = None if state is None else state.detach()
             total += loss.item() * (b - a)
@@ -257,7 +317,7 @@ class _Trainer:
         xs = x[:, L : k * L].reshape(len(idx), k - 1, L, -1).flatten(0, 1)
         pred, _, ends = self.model(xs, starts[:, : k - 1].flatten(0, 1))
         pred = torch.cat([pred0, pred.reshape(len(idx), (k - 1) * L, -1)], dim=1)
-        loss = _loss(pred, y[:, : k * L])
+        loss = self.objective(pred, y[:, : k * L])
         ends = torch.cat([end0[:, None], ends.reshape(len(idx), k - 1, -1)], dim=1)
         gap = F.mse_loss(ends[:, : k - 1], starts[:, : k - 1])
         total = loss + self.cfg.continuity_weight * gap
@@ -268,7 +328,42 @@ class _Trainer:
 
     def val_loss(self) -> float:
         pred, _ = predict(self.model, self.x[self.val_idx], self.cfg.batch_size)
-        return _loss(pred, self.y[self.val_idx]).item()
+        return self.objective(pred, self.y[self.val_idx]).item()
+
+
+READOUT_RIDGE = 1e-3
+"""Ridge of the least-squares readout, relative to the latents' mean square."""
+READOUT_STRIDE = 5
+"""The readout is fitted on every 5th step: latents move slowly, memory stays small."""
+
+
+@torch.no_grad()
+def fit_readout(model, x: torch.Tensor, target: torch.Tensor, batch_size: int) -> bool:
+    """Set ``model.readout`` to the least-squares map from the latents to `target` on the
+    trials `x`, if the model's output is exactly that nn.Linear of its latents (checked
+    on two trials); True when it did. Any other model is left as it is."""
+    readout = getattr(model, "readout", None)
+    if not isinstance(readout, torch.nn.Linear) or readout.out_features != target.shape[-1]:
+        return False
+    y, z, _ = model(x[:2])
+    if z.shape[-1] != readout.in_features:
+        return False
+    if not torch.allclose(readout(z), y, rtol=1e-4, atol=1e-5 * (1 + float(y.abs().max()))):
+        return False
+    z = predict(model, x, batch_size)[1][:, ::READOUT_STRIDE].flatten(0, 1).double()
+    if readout.bias is not None:
+        z = torch.cat([z, torch.ones_like(z[:, :1])], dim=1)
+    tgt = target[:, ::READOUT_STRIDE].flatten(0, 1).double()
+    gram = z.T @ z
+    ridge = READOUT_RIDGE * float(gram.diagonal().mean()) + 1e-12
+    w = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=gram.dtype,
+                                                    device=gram.device), z.T @ tgt)
+    if not torch.isfinite(w).all():
+        return False
+    readout.weight.copy_(w[: readout.in_features].T.to(readout.weight.dtype))
+    if readout.bias is not None:
+        readout.bias.copy_(w[-1].to(readout.bias.dtype))
+    return True
 
 
 VERIFY_BUDGET_SHARE = 0.25
@@ -284,7 +379,8 @@ def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig,
     `deadline`; with fewer than VERIFY_MIN_STEPS steps done by then it raises a timeout.
     Returns (passed, held-out correlation on validation windows, message).
     """
-    initial = _snapshot(model)
+    objective = Objective("mse_rate")  # on the z-scored rate whatever the training loss:
+    initial = _snapshot(model)  # a gate on the architecture, with an attainable 20 % drop
     probe = model
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr * 3)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -297,7 +393,7 @@ def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig,
         return x[trials[:, None], sel], y[trials[:, None], sel]
 
     xw, yw = windows(train_idx, min(64, 4 * len(train_idx)))
-    losses = []
+    history = []
     for i in range(cfg.verify_steps):
         if time.monotonic() > deadline:
             if i < VERIFY_MIN_STEPS:
@@ -306,10 +402,10 @@ def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig,
                                           "in its share of the time budget")
             break
         b = torch.arange(i * 16, i * 16 + 16) % len(xw)
-        loss = _loss(probe(xw[b])[0], yw[b])
+        loss = objective(probe(xw[b])[0], yw[b])
         _step(probe, opt, loss, cfg.grad_clip)
-        losses.append(loss.item())
-    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+        history.append(loss.item())
+    first, last = np.mean(history[:5]), np.mean(history[-5:])
     xv, yv = windows(val_idx, 32)
     with torch.no_grad():
         pv = probe(xv)[0]
@@ -317,7 +413,7 @@ def verify(model, x, y, train_idx, val_idx, cfg: TrainConfig,
     corr = float(pearson_columns(pv.flatten(0, 1).cpu().double().numpy(),
                                  yv.flatten(0, 1).cpu().double().numpy()).mean())
     passed = last <= (1 - cfg.verify_min_drop) * first
-    msg = (f"loss {first:.3g} -> {last:.3g} on {w}-sample windows in {len(losses)} steps "
+    msg = (f"loss {first:.3g} -> {last:.3g} on {w}-sample windows in {len(history)} steps "
            f"(needs a {cfg.verify_min_drop:.0%} drop); held-out window correlation {corr:.3f}")
     return passed, corr, msg
 
@@ -336,17 +432,19 @@ def evaluate(
     cfg: TrainConfig = TrainConfig(),
     *,
     latent_dim: int = 64,
+    loss: str = "mse_rate",
+    counts: np.ndarray | None = None,
     teacher: np.ndarray | None = None,
     source: str | None = None,
     progress: Callable[[int, int, float, float], None] | None = None,
 ) -> Evaluation:
     """Train `model_cls` on train trials (validation for early stopping) and roll out all.
 
-    targets: (N, T, 20); only train and validation rows are read, so the caller may
-    pass zeros for test trials. teacher: (N, T, 20) outputs for distillation.
+    targets: (N, T, 20) rates; counts: (N, T, 20) spike counts per bin, for a count loss.
+    Only train and validation rows of either are read, so the caller may pass zeros for
+    the others. teacher: (N, T, 20) rates for distillation.
     """
-    start = time.monotonic()
-    deadline = start + cfg.time_budget_h * 3600.0
+    begun = time.monotonic()
     dev = _device(cfg.device)
     train_idx = torch.as_tensor(split["train"], dtype=torch.long)
     val_idx = torch.as_tensor(split["val"], dtype=torch.long)
@@ -356,14 +454,26 @@ def evaluate(
     y_fit = np.asarray(targets[fit], dtype=np.float32)
     mu_y, sd_y = y_fit.mean((0, 1)), y_fit.std((0, 1)) + 1e-6
     x = torch.as_tensor((x_np - mu_x) / sd_x, device=dev)
-    y = torch.as_tensor((np.asarray(targets, np.float32) - mu_y) / sd_y, device=dev)
-    t = None if teacher is None else torch.as_tensor(
-        (np.asarray(teacher, np.float32) - mu_y) / sd_y, device=dev)
+    loss_note = None
+    if loss in losses.COUNT_LOSSES and counts is None:
+        loss, loss_note = "mse_rate", "a count loss needs spike counts, and this data has " \
+                                      "none: trained mse_rate"
+    y_rate = torch.as_tensor((np.asarray(targets, np.float32) - mu_y) / sd_y, device=dev)
+    if loss in losses.COUNT_LOSSES:  # targets are the counts; a teacher, its implied counts
+        y = torch.as_tensor(np.asarray(counts, np.float32), device=dev)
+        t = None if teacher is None else torch.as_tensor(
+            implied_counts(teacher, RATE_TAU_MS).astype(np.float32), device=dev)
+        objective = Objective(loss, y[torch.as_tensor(split["train"], device=dev)])
+    else:
+        y = y_rate
+        t = None if teacher is None else torch.as_tensor(
+            (np.asarray(teacher, np.float32) - mu_y) / sd_y, device=dev)
+        objective = Objective(loss)
     train_idx, val_idx = train_idx.to(dev), val_idx.to(dev)
 
     torch.manual_seed(cfg.seed)
     model = model_cls(x.shape[-1], y.shape[-1], latent_dim).to(dev)
-    record = TrainRecord(strategy=strategy, device=str(dev),
+    record = TrainRecord(strategy=strategy, device=str(dev), loss=loss, loss_note=loss_note,
                          n_params=sum(p.numel() for p in model.parameters()))
     null = None
     try:
@@ -375,13 +485,20 @@ def evaluate(
             torch.manual_seed(cfg.seed + k)
             null.append(predict(model_cls(x.shape[-1], y.shape[-1], latent_dim).to(dev), x,
                                 cfg.batch_size)[1])
-        if cfg.verify:
+        stiff.configure(cfg.state_grad_bound, cfg.guard_every)
+        # The budget is for verification and training: the rollouts above do not count.
+        start = time.monotonic()
+        deadline = start + cfg.time_budget_h * 3600.0
+        if cfg.verify:  # can this architecture, from its own initialisation, learn at all?
             share = start + VERIFY_BUDGET_SHARE * cfg.time_budget_h * 3600.0
-            passed, corr, msg = verify(model, x, y, train_idx, val_idx, cfg, share)
+            passed, corr, msg = verify(model, x, y_rate, train_idx, val_idx, cfg, share)
             record.short_segment_corr = corr
             if not passed:
                 raise _Failure("verifier_failed", msg)
-        trainer = _Trainer(model, x, y, train_idx, val_idx, strategy, cfg, t, source)
+        if cfg.readout_init == "lstsq":
+            fit_readout(model, x[train_idx], objective.readout_target(y[train_idx]),
+                        cfg.batch_size)
+        trainer = _Trainer(model, x, y, train_idx, val_idx, strategy, cfg, t, source, objective)
         record.strategy, record.strategy_note = trainer.strategy, trainer.note
         if trainer.strategy == "shooting":
             trainer._init_shooting()
@@ -431,9 +548,9 @@ def evaluate(
     result = Evaluation(record)
     if null is not None:  # the model rolls out with the right shapes
         pred, lat = predict(model, x, cfg.batch_size)
-        result.predictions = (pred.cpu().numpy() * sd_y + mu_y).astype(np.float32)
+        result.predictions = objective.rate(pred, mu_y, sd_y)
         result.latents = lat.cpu().numpy().astype(np.float32)
         result.null_latents = torch.stack(null).cpu().numpy().astype(np.float32)
-    record.wall_s = round(time.monotonic() - start, 3)
+    record.wall_s = round(time.monotonic() - begun, 3)
     return result
 

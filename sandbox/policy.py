@@ -20,7 +20,8 @@ column and a one-line reason the architect can act on. The rules:
   taken from a string. No string annotations (``typing`` would evaluate them).
 - **Module shape**: imports, constants, functions and classes at top level; a literal
   ``PROPERTIES`` (a dict display or ``dict(key="value", ...)``); exactly one
-  ``class Model(nn.Module)``; no ``global``, ``nonlocal``, ``async`` or metaclass.
+  ``class Model(nn.Module)``; no ``global``, ``nonlocal``, ``async`` or metaclass; a
+  ``LATENT_DIM`` only as an int literal within the cap (``contract.MAX_LATENT_DIM``).
 
 RestrictedPython, under a policy relaxed just enough for ``nn.Module`` code, gives a
 second opinion; only its verdict is used. Neither reader is the security boundary: the
@@ -43,14 +44,14 @@ from dataclasses import dataclass, field
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
-from descartes_core.contract import property_errors
+from descartes_core.contract import complete, declared_width, property_errors
 
 ALLOWED_MODULES = frozenset({
     "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.nn.utils",
     "torch.nn.utils.parametrizations", "torch.nn.utils.parametrize", "torch.nn.utils.rnn",
     "torch.fft", "torch.linalg", "torch.special", "torch.autograd", "torch.autograd.functional",
     "torch.func", "torch.distributions", "torch.utils.checkpoint", "math", "typing",
-    "dataclasses", "torchdiffeq",
+    "dataclasses", "torchdiffeq", "descartes_core.stiff",
 })
 DEFAULT_IMPORTS = ALLOWED_MODULES
 LISTED = {
@@ -131,6 +132,7 @@ class Verdict:
 
     violations: list[Violation] = field(default_factory=list)
     properties: dict | None = None
+    """The PROPERTIES, defaulted axes filled in; None when refused."""
 
     @property
     def accepted(self) -> bool:
@@ -474,6 +476,9 @@ def _module_checks(tree: ast.Module, out: list[Violation]) -> dict | None:
                        for e in property_errors(properties))
         if isinstance(stmt, ast.ClassDef) and stmt.name == "Model":
             models.append(stmt)
+    _width, fault = declared_width(tree)
+    if fault:
+        out.append(Violation(1, 0, "width", fault))
     if properties is None and not any(v.rule == "properties" for v in out):
         out.append(Violation(1, 0, "properties", "no top-level PROPERTIES = {...}"))
     if len(models) != 1:
@@ -483,7 +488,7 @@ def _module_checks(tree: ast.Module, out: list[Violation]) -> dict | None:
     elif not any(_is_module_base(b) for b in models[0].bases):
         out.append(Violation(models[0].lineno, models[0].col_offset, "model",
                              "class Model must derive from nn.Module"))
-    return properties if isinstance(properties, dict) and not any(
+    return complete(properties) if isinstance(properties, dict) and not any(
         v.rule == "properties" for v in out) else None
 
 

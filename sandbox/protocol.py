@@ -231,17 +231,20 @@ def _history(value: object) -> list[dict]:
 
 
 def _record(d: object, max_params: int) -> dict:
-    from descartes_core.contract import GradientStrategy
+    from descartes_core.contract import GradientStrategy, LossChoice
 
-    d = exact_keys(d, {"strategy", "device", "n_params", "strategy_note", "epochs",
-                       "train_loss", "val_loss", "wall_s", "short_segment_corr", "failure",
-                       "failure_message", "stopped_by", "history"})
+    d = exact_keys(d, {"strategy", "device", "n_params", "strategy_note", "loss", "loss_note",
+                       "epochs", "train_loss", "val_loss", "wall_s", "short_segment_corr",
+                       "failure", "failure_message", "stopped_by", "history"})
     strategies = frozenset(e.value for e in GradientStrategy)
+    loss_choices = frozenset(e.value for e in LossChoice)
     record = _fields(d, {
         "strategy": lambda v: choice(v, strategies),
         "device": lambda v: text(v, 32),
         "n_params": lambda v: integer(v, 0, max_params),
         "strategy_note": lambda v: _opt_text(v, 500),
+        "loss": lambda v: choice(v, loss_choices),
+        "loss_note": lambda v: _opt_text(v, 500),
         "epochs": lambda v: integer(v, 0, MAX_HISTORY),
         "train_loss": _loss,
         "val_loss": _loss,

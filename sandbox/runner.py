@@ -271,15 +271,27 @@ def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
 
 def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, *,
              latent_dim: int = 64, train: dict | None = None, teacher: np.ndarray | None = None,
-             lim: Limits | None = None, level: str | None = None,
-             backend: str = "process", progress: Callable[[dict], None] | None = None
-             ) -> Outcome:
-    """Train and roll out in the sandbox. `targets` must already hide the test trials."""
+             counts: np.ndarray | None = None, lim: Limits | None = None,
+             level: str | None = None, backend: str = "process",
+             progress: Callable[[dict], None] | None = None) -> Outcome:
+    """Train and roll out in the sandbox. `targets`, `teacher` and `counts` (spike counts,
+    for a count loss) must already hide every trial outside the split: only its rows
+    travel, the rest are sent as zeros whatever the caller passed."""
     if {"selection", "test"} & set(split):
         raise ValueError("the sandbox never receives the selection or test split")
-    arrays = {"inputs": np.asarray(inputs, np.float32), "targets": np.asarray(targets, np.float32)}
+    seen = np.zeros(len(inputs), dtype=bool)
+    seen[np.concatenate([np.asarray(v, dtype=np.intp) for v in split.values()])] = True
+
+    def hidden(a: np.ndarray) -> np.ndarray:  # rows outside the split are never sent
+        a = np.array(a, dtype=np.float32)
+        a[~seen] = 0.0
+        return a
+
+    arrays = {"inputs": np.asarray(inputs, np.float32), "targets": hidden(targets)}
     if teacher is not None:
-        arrays["teacher"] = np.asarray(teacher, np.float32)
+        arrays["teacher"] = hidden(teacher)
+    if counts is not None:
+        arrays["counts"] = hidden(counts)
     train = train or {}
     config = {"latent_dim": latent_dim, "split": split, "train": train}
     if lim is None:

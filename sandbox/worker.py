@@ -1,11 +1,11 @@
 """The worker that runs candidate code, inside the sandbox: ``python -m sandbox.worker JOB OUT``.
 
 JOB holds ``request.json`` ({"task": "check" | "evaluate", "source", "config"}) and, for
-evaluate, ``arrays.npz`` (inputs of every trial; outputs of train and validation
-trials only; the split without test trials). The worker writes ``response.json``
-and, for evaluate, ``arrays.npz`` into OUT, and exits 0. The candidate runs in this
-interpreter and can write those files itself: the host validates them as hostile input
-(``sandbox.protocol``), and nothing here is a secret.
+evaluate, ``arrays.npz`` (inputs of every trial; outputs, and for a count loss spike
+counts, of train and validation trials only; the split without selection or test).
+The worker writes ``response.json`` and, for evaluate, ``arrays.npz`` into OUT, and
+exits 0. The candidate runs in this interpreter and can write those files itself: the
+host validates them as hostile input (``sandbox.protocol``), and nothing here is a secret.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
     with np.load(job / ARRAYS) as z:
         inputs, targets = z["inputs"], z["targets"]
         teacher = z["teacher"] if "teacher" in z.files else None
+        counts = z["counts"] if "counts" in z.files else None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     tc = TrainConfig(**{k: v for k, v in cfg.get("train", {}).items() if k in fields})
     with open(out / PROGRESS, "a") as log:
@@ -138,8 +139,8 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
             log.flush()
 
         ev = train(model_cls, inputs, targets, cfg["split"], props["gradient_strategy"], tc,
-                   latent_dim=int(cfg.get("latent_dim", 64)), teacher=teacher, source=source,
-                   progress=progress)
+                   latent_dim=int(cfg.get("latent_dim", 64)), loss=props["loss"],
+                   counts=counts, teacher=teacher, source=source, progress=progress)
     if ev.predictions is not None:  # latents at the steps the probes read
         np.savez(out / ARRAYS, predictions=ev.predictions,
                  latents=ev.latents[:, ::LATENT_STRIDE],

@@ -159,7 +159,8 @@ FORGE = '''
 import json, os
 if os.path.exists("/job/arrays.npz"):  # an evaluation: forge its record
   record = {{"strategy": "direct", "device": "cpu", "n_params": "FORGED<img src=x onerror=1>",
-          "strategy_note": None, "epochs": 1, "train_loss": 0.0, "val_loss": 0.0,
+          "strategy_note": None, "loss": "mse_rate", "loss_note": None, "epochs": 1,
+          "train_loss": 0.0, "val_loss": 0.0,
           "wall_s": -3.6e9, "short_segment_corr": None, "failure": None,
           "failure_message": None, "stopped_by": "max_epochs", "history": [],
           "injected": "unknown key"}}
@@ -185,6 +186,7 @@ def test_a_forged_record_and_an_npz_bomb_are_a_protocol_failure(backend):
     ({"n_params": "FORGED"}, "n_params"), ({"wall_s": -3.6e9}, "wall_s"),
     ({"history": [{"epoch": 1, "train": 0.1, "val": 0.1, "t": 0, "x": 1}]}, "unknown keys"),
     ({"strategy": "gradient descent"}, "expected one of"), ({"device": ["cpu"]}, "string"),
+    ({"loss": "hinge"}, "expected one of"),
     ({"epochs": 0}, "epochs 0 but 1 in history"), ({"val_loss": -1e308}, "val_loss"),
     ({"history": [{"epoch": 99999, "train": 0.1, "val": 0.1, "t": 0}]}, "epochs must run"),
 ])
@@ -192,7 +194,7 @@ def test_each_out_of_schema_field_is_named(tmp_path, record_patch, words):
     from sandbox import protocol
 
     record = {"strategy": "direct", "device": "cpu", "n_params": 10, "strategy_note": None,
-              "epochs": 1, "train_loss": 0.1, "val_loss": 0.1, "wall_s": 1.0,
+              "loss": "mse_rate", "loss_note": None, "epochs": 1, "train_loss": 0.1, "val_loss": 0.1, "wall_s": 1.0,
               "short_segment_corr": None, "failure": None, "failure_message": None,
               "stopped_by": "max_epochs",
               "history": [{"epoch": 1, "train": 0.1, "val": 0.1, "t": 0.5}]}
