@@ -119,7 +119,7 @@ PRESETS = {
         templates=("T1", "T5"),
         train={"max_epochs": 3, "time_budget_h": 0.02, "batch_size": 8, "verify_steps": 40,
                "verify_window": 50},
-        max_expansions=3, finalists=1, final_seeds=2),
+        max_expansions=3, finalists=1, final_seeds=1),
 }
 """quick: the embedded default of `make run`, a small real search in about 5 minutes on
 2 CPU cores, in which the best model learns. smoke: every stage in about a minute (its

@@ -57,16 +57,21 @@ def training_summary(record: dict) -> dict | None:
     if not record:
         return None
     return {"strategy": record.get("strategy"), "note": record.get("strategy_note"),
+            "loss": record.get("loss"), "loss_note": record.get("loss_note"),
             "epochs": record.get("epochs"), "stopped_by": record.get("stopped_by")}
 
 
 def as_trained(it: dict) -> dict:
-    """The iteration with its gradient strategy as trained, not as declared."""
-    trained = (it.get("training") or {}).get("strategy")
+    """The iteration with its gradient strategy and loss as trained, not as declared."""
+    training = it.get("training") or {}
     props = it.get("properties")
-    if not trained or not isinstance(props, dict) or props.get("gradient_strategy") == trained:
+    if not isinstance(props, dict):
         return it
-    return {**it, "properties": {**props, "gradient_strategy": trained}}
+    trained = {axis: training[key] for axis, key in (("gradient_strategy", "strategy"),
+                                                     ("loss", "loss")) if training.get(key)}
+    if all(props.get(k) == v for k, v in trained.items()):
+        return it
+    return {**it, "properties": {**props, **trained}}
 
 
 class Evaluator:

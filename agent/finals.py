@@ -55,6 +55,7 @@ def summarise(rows: list[dict], iterations: list[dict]) -> list[dict]:
             "selection": {f: _mean_sd([r["selection"][f] for r in ok
                                        if r["selection"].get(f) is not None]) for f in FIGURES},
             "test_intervals": first.get("intervals", {}),
+            "test_events": first.get("events"),
             "controls": {k: first.get(k) for k in ("null_recovered", "random_recovered",
                                                    "input_recovered")},
         })

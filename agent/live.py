@@ -115,12 +115,29 @@ def trials(s: dict) -> str:
         on, f"{on} trials" if on else "held-out trials")
 
 
+def events(s: dict) -> str:
+    """The event scores of a score dict in a line ("" when it has none): does the rate
+    commit to bursts (descartes_core.events)."""
+    e = _dict(_dict(s).get("events"))
+    if not e:
+        return ""
+    regimes = ", ".join(f"{one_line(k, 20)} {fmt(v, 2)}"
+                        for k, v in list(_dict(e.get("r_by_regime")).items())[:6])
+    return (f"spread ratio {fmt(e.get('spread_ratio'), 2)}, bursts/trial "
+            f"{fmt(e.get('bursts_pred'), 1)} (true {fmt(e.get('bursts_true'), 1)}), burst timing "
+            f"{fmt(e.get('burst_timing_ms'), 1)} ms, hits ±10 ms {fmt(e.get('burst_hits'), 2)}, "
+            f"distance@10ms {fmt(e.get('distance_10ms'), 2)}, spike r by regime: "
+            f"{regimes or MISSING}")
+
+
 def verdict(s: dict, objective: str = "beyond_controls") -> str:
     """One score dict in a line: counts with intervals and the trials they are on, the
-    controls beside, spike r with its interval, the self-readout."""
+    controls beside, spike r with its interval, the self-readout, the event scores."""
     s = _dict(s)
+    ev = events(s)
     return (f"{counts(s, objective)} on {trials(s)}; controls recover {controls(s)}; spike r "
-            f"{spike(s)}, self-readout {fmt(s.get('self_readout'), 2)}")
+            f"{spike(s)}, self-readout {fmt(s.get('self_readout'), 2)}"
+            + (f"; {ev}" if ev else ""))
 
 
 def mean_sd(value, digits: int = 1) -> str:

@@ -2,15 +2,18 @@
 
 It writes a complete model file by composing code blocks — a cell (the vector
 field), an input coupling, a latent structure (how the state is divided into
-populations with their own time constants and nonlinearities) and a fixed-step
-solver — with sizes and time-constant ranges. The gap analysis steers the draw:
+populations with their own time constants and nonlinearities), a fixed-step
+solver and a loss — with sizes and time-constant ranges. The gap analysis steers the draw:
 
 - nRt state missed → a second population with gate-like, bounded units that only
   the first population drives (the nRt "sees" TC activity, not the inputs);
 - synaptic missed → a conductance-like (LTC) cell with gated input;
 - TC gating (slow inactivation) missed → a slow population with learned time
   constants up to 2 s;
-- a missed timescale class widens the time-constant range toward it.
+- a missed timescale class widens the time-constant range toward it;
+- nRt state or synaptic missed → a loss on the spike counts (poisson_counts or
+  event_multiscale): that state lives in the TC bursts a rate-MSE model hedges away;
+  and, for nRt state, often the circuit's own per-cell layout (``_circuit_source``).
 
 The DreamCoder patterns then narrow the draw: a property value that helps the
 category missed most is kept, one that hurts it is left out.
@@ -21,6 +24,7 @@ tried before is never proposed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import textwrap
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 from agent.dedup import source_hash
 from agent.prompt import Brief, Proposal, source_properties
+from descartes_core.contract import LossChoice
 
 CELLS = {
     # name: (time_handling, field body returning dz/dt from z, pre, tau and target)
@@ -41,12 +46,18 @@ COUPLINGS = ("additive", "multiplicative", "gated", "concatenated", "controlled"
 STRUCTURES = ("unconstrained", "hierarchical", "sparse", "biophysical")
 SOLVERS = ("euler", "midpoint", "rk4")
 STRATEGIES = ("direct", "segmented")
+LOSSES = tuple(e.value for e in LossChoice)
+LAYOUTS = ("pooled", "per_cell")
+"""pooled: one population (or two) of units that each hear every input. per_cell: the
+circuit's own layout, one block of units per TC cell driven only by its own channel and
+emitting events, an nRt block driven only by those events, and G-scaled inhibitory
+conductances among the latents (``_circuit_source``)."""
 OPTIONS = {"cell": tuple(CELLS), "coupling": COUPLINGS, "structure": STRUCTURES,
-           "solver": SOLVERS, "strategy": STRATEGIES}
+           "solver": SOLVERS, "strategy": STRATEGIES, "loss": LOSSES, "layout": LAYOUTS}
 # The design axis each declared property names; a value outside this architect's
 # options (a template's dopri5, say) steers nothing.
 AXIS_OF = {"solver": "solver", "input_coupling": "coupling", "latent_structure": "structure",
-           "gradient_strategy": "strategy", "time_handling": "cell"}
+           "gradient_strategy": "strategy", "time_handling": "cell", "loss": "loss"}
 CELL_OF = {handling: cell for cell, (handling, _) in CELLS.items()}
 
 
@@ -61,14 +72,25 @@ class Design:
     tau_hi: float
     second_fraction: float
     reasons: tuple[str, ...]
+    loss: str = "mse_rate"
+    layout: str = "pooled"
+    tc_states: int = 3
+    """per_cell: units per TC cell (the first one emits the events)."""
+    rt_states: int = 2
+    """per_cell: units per nRt cell."""
 
     @property
     def family(self) -> str:
+        if self.layout == "per_cell":
+            return f"offline-circuit-{self.tc_states}x{self.rt_states}"
         return f"offline-{self.structure}-{self.cell}"
 
     @property
     def name(self) -> str:
-        return f"{self.structure}-{self.cell}-{self.coupling}-{self.solver}"
+        if self.layout == "per_cell":
+            return f"circuit-{self.tc_states}x{self.rt_states}-{self.loss}-{self.strategy}"
+        return f"{self.structure}-{self.cell}-{self.coupling}-{self.solver}" + (
+            f"-{self.loss}" if self.loss != "mse_rate" else "")
 
 
 def _steer(gap: dict | None, patterns=()) -> tuple[dict, list[str]]:
@@ -78,8 +100,13 @@ def _steer(gap: dict | None, patterns=()) -> tuple[dict, list[str]]:
     if not gap:
         return bias, ["no scored iteration yet: a broad first draw"]
     direction = gap.get("direction")
+    if direction in ("nrt_state", "synaptic"):
+        bias["loss"] = ["poisson_counts", "event_multiscale"]
+        why.append(f"{direction.replace('_', ' ')} is missed most, and that state lives in "
+                   "the TC bursts a rate-MSE model hedges away: a loss on the spike counts")
     if direction == "nrt_state":
         bias["structure"] = ["biophysical", "hierarchical"]
+        bias["layout"] = ["per_cell", "pooled"]
         why.append("nRt state is the category missed most: a second population of bounded, "
                    "gate-like units driven only by the first, as nRt is driven by TC")
     elif direction == "synaptic":
@@ -132,20 +159,125 @@ def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
 
     cell = pick("cell")
     structure = pick("structure")
-    return Design(
+    # the per-cell layout is a leaky, multiplicative, Euler design: only where the gap and
+    # the patterns leave those open
+    fits = all(v in bias.get(k, [v]) for k, v in (("cell", "leaky"), ("solver", "euler"),
+                                                   ("coupling", "multiplicative")))
+    design = Design(
         cell=cell, coupling=pick("coupling"), structure=structure,
         solver=pick("solver"), strategy=pick("strategy"),
         tau_lo=bias.get("tau_lo", rng.choice([1.0, 2.0])),
         tau_hi=bias.get("tau_hi", rng.choice([300.0, 1000.0])),
         second_fraction=rng.choice([0.25, 0.5]),
-        reasons=tuple(why),
+        reasons=tuple(why), loss=pick("loss"),
+        layout=pick("layout") if fits and structure in ("biophysical", "hierarchical")
+        else "pooled",
+        tc_states=rng.choice([2, 3, 4]), rt_states=rng.choice([1, 2]),
     )
+    if design.layout == "per_cell":  # its blocks step by exponential Euler: one solver
+        design = dataclasses.replace(design, cell="leaky", coupling="multiplicative",
+                                     solver="euler")
+    return design
+
+
+def _props(d: Design) -> dict:
+    return {"family": d.family, "time_handling": CELLS[d.cell][0],
+            "gradient_strategy": d.strategy, "latent_structure": d.structure,
+            "input_coupling": d.coupling, "solver": d.solver, "loss": d.loss}
+
+
+def _circuit_source(d: Design) -> str:
+    """The per-cell layout: TC blocks that hear their own channel and emit events, nRt
+    blocks that hear only those events, GABA_A/GABA_B conductances scaled by G, every
+    block relaxing by exponential Euler, the latent as wide as the circuit's states."""
+    width = 20 * (d.tc_states + d.rt_states + 2)
+    doc = "; ".join(d.reasons) or "a broad draw"
+    return f'''"""Offline architect: {d.name}.
+
+{textwrap.fill(doc, 88)}
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from descartes_core.stiff import guard
+
+PROPERTIES = {json.dumps(_props(d), indent=4)}
+LATENT_DIM = {width}
+CELLS, K_TC, K_RT = 20, {d.tc_states}, {d.rt_states}
+
+
+def ring(reach):
+    """Each cell's neighbours within `reach` on the ring of cells, rows summing to 1."""
+    i = torch.arange(CELLS)
+    gap = (i[:, None] - i[None, :]).abs()
+    w = (torch.minimum(gap, CELLS - gap) <= reach).float()
+    return w / w.sum(1, keepdim=True)
+
+
+class Model(nn.Module):
+    def __init__(self, n_inputs, n_outputs, latent_dim):
+        super().__init__()
+        lo, hi = math.log({d.tau_lo}), math.log({d.tau_hi})
+        self.tc_in = nn.Parameter(torch.randn(K_TC, CELLS) * 0.5)  # own channel only
+        self.tc_bias = nn.Parameter(torch.zeros(K_TC, CELLS))
+        self.tc_mix = nn.Parameter(torch.randn(K_TC, K_TC) * 0.3)  # within a cell
+        self.tc_log_tau = nn.Parameter(torch.empty(K_TC, 1).uniform_(lo, hi).repeat(1, CELLS))
+        self.theta = nn.Parameter(torch.zeros(CELLS))  # event threshold of each TC cell
+        self.rt_from_tc = nn.Parameter(ring(1))  # nRt hears TC events, nothing else
+        self.rt_in = nn.Parameter(torch.rand(K_RT, 1) + 0.5)
+        self.rt_mix = nn.Parameter(torch.randn(K_RT, K_RT) * 0.3)
+        self.rt_log_tau = nn.Parameter(torch.empty(K_RT, 1).uniform_(lo, hi).repeat(1, CELLS))
+        self.tc_from_rt = nn.Parameter(ring(2))
+        self.syn_log_tau = nn.Parameter(torch.tensor([[math.log(10.0)], [math.log(150.0)]]))
+        self.inhibition = nn.Parameter(torch.tensor([[1.0], [0.5]]))
+        self.readout = nn.Linear(LATENT_DIM, n_outputs)
+
+    def forward(self, x, state=None):
+        batch, steps, _ = x.shape
+        if state is None:
+            tc = x.new_zeros(batch, K_TC, CELLS)
+            rt = x.new_zeros(batch, K_RT, CELLS)
+            syn = x.new_zeros(batch, 2, CELLS)
+        else:
+            tc, rt, syn = state.split([K_TC * CELLS, K_RT * CELLS, 2 * CELLS], dim=-1)
+            tc = tc.reshape(batch, K_TC, CELLS)
+            rt = rt.reshape(batch, K_RT, CELLS)
+            syn = syn.reshape(batch, 2, CELLS)
+        gain = F.softplus(x[..., CELLS] + 1.0)  # G ≥ 0 scales the inhibition
+        decay_tc = torch.exp(-torch.exp(-self.tc_log_tau))
+        decay_rt = torch.exp(-torch.exp(-self.rt_log_tau))
+        decay_syn = torch.exp(-torch.exp(-self.syn_log_tau))
+        inhibition = F.softplus(self.inhibition)
+        out = []
+        for t in range(steps):
+            events = torch.sigmoid(4.0 * (tc[:, 0] - self.theta))  # the TC cells' output
+            shunt = (inhibition * syn).sum(1, keepdim=True)
+            pre = (self.tc_in * x[:, t, None, :CELLS] + self.tc_bias
+                   + torch.einsum("jk,bkc->bjc", self.tc_mix, tc))
+            tc_target = torch.tanh(pre) / (1.0 + shunt)  # inhibition shunts the drive
+            tc = tc_target + (tc - tc_target) * decay_tc
+            heard = events @ F.relu(self.rt_from_tc).T
+            rt_target = torch.sigmoid(self.rt_in * heard[:, None]
+                                      + torch.einsum("jk,bkc->bjc", self.rt_mix, rt))
+            rt = rt_target + (rt - rt_target) * decay_rt
+            fired = torch.sigmoid(4.0 * (rt[:, 0] - 0.5)) @ F.relu(self.tc_from_rt).T
+            syn_target = gain[:, t, None, None] * fired[:, None]  # G-scaled conductances
+            syn = syn_target + (syn - syn_target) * decay_syn
+            tc, syn = guard(tc, t), guard(syn, t)
+            out.append(torch.cat([tc.flatten(1), rt.flatten(1), syn.flatten(1)], dim=-1))
+        latents = torch.stack(out, dim=1)
+        return self.readout(latents), latents, latents[:, -1]
+'''
 
 
 def _source(d: Design) -> str:
-    props = {"family": d.family, "time_handling": CELLS[d.cell][0],
-             "gradient_strategy": d.strategy, "latent_structure": d.structure,
-             "input_coupling": d.coupling, "solver": d.solver}
+    if d.layout == "per_cell":
+        return _circuit_source(d)
+    props = _props(d)
     two = d.structure in ("hierarchical", "biophysical")
     init = [
         f"n2 = int(latent_dim * {d.second_fraction})" if two else "n2 = 0",
@@ -295,9 +427,14 @@ class OfflineArchitect:
             source = _source(design)
             if source_hash(source) not in brief.tried and (
                     design.family not in brief.exhausted or attempt >= 400):
+                what = (f"the circuit's layout, {design.tc_states} units per TC cell "
+                        f"(events from the first) and {design.rt_states} per nRt cell, "
+                        "G-scaled GABA_A/GABA_B conductances among the latents"
+                        if design.layout == "per_cell" else
+                        f"a {design.cell} cell with {design.coupling} input, "
+                        f"{design.structure} latents, {design.solver} steps")
                 reasoning = ("; ".join(design.reasons) or "a broad first draw") + (
-                    f". This draw: a {design.cell} cell with {design.coupling} input, "
-                    f"{design.structure} latents, {design.solver} steps, time constants "
-                    f"{design.tau_lo:g}–{design.tau_hi:g} ms, {design.strategy} training.")
+                    f". This draw: {what}, time constants {design.tau_lo:g}–"
+                    f"{design.tau_hi:g} ms, {design.strategy} training, loss {design.loss}.")
                 return Proposal(design.name, reasoning, source_properties(source), source)
         raise RuntimeError("the offline architect has no untried design left")

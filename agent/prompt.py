@@ -23,6 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import live
 from agent.standing import eligible, ranked
 from descartes_core.contract import AXES, complete
 
@@ -150,6 +151,8 @@ def _trained(it: dict) -> str:
     out = []
     if t.get("strategy") and t["strategy"] != declared:
         out.append(f"trained {t['strategy']}, not {declared}: {t.get('note') or 'a fallback'}")
+    if t.get("loss_note"):
+        out.append(t["loss_note"])
     if t.get("stopped_by") == "time_budget":
         out.append(f"time budget reached after {t.get('epochs')} epochs")
     return f" ({'; '.join(out)})" if out else ""
@@ -166,7 +169,8 @@ def _row(it: dict) -> str:
             f"above null {s.get('above_null')}, beyond random {s.get('beyond_random')}, beyond "
             f"inputs {s.get('beyond_inputs')}, spike r {s.get('spike_corr', 0):.3f}, "
             f"self-readout {'–' if self_readout is None else f'{self_readout:.2f}'}; "
-            + ", ".join(f"{k} {v}" for k, v in cats.items()))
+            + ", ".join(f"{k} {v}" for k, v in cats.items())
+            + (f"; {live.events(s)}" if s.get("events") else ""))
 
 
 def user_prompt(brief: Brief) -> str:

@@ -210,7 +210,11 @@ class Report:
                 + _table(["rank", "finalist", "trainings", "beyond controls", "recovered /160",
                           "spike r", "self-readout", "controls recover (test)",
                           "selection: beyond controls / recovered"], rows,
-                         numeric={0, 3, 4, 5, 6}))
+                         numeric={0, 3, 4, 5, 6})
+                + "".join(f"<p>Events of #{h(_fmt(f.get('number')))} on the test trials (its "
+                          f"search training): {h(live.events({'events': f.get('test_events')}))}"
+                          ".</p>" for f in map(_dict, self.final)
+                          if live.events({"events": f.get("test_events")})))
 
     def progress(self) -> str:
         if not self.rows:
@@ -310,6 +314,8 @@ class Report:
                        f"{h(live.controls(s))}; spike r {h(live.spike(s))}, self-readout "
                        f"{_fmt(s.get('self_readout'), 2)}, CCA {_fmt(s.get('cca'))}; by "
                        f"category: {h(by_category)}")
+            if live.events(s):
+                outcome += f"<p>Events: {h(live.events(s))}.</p>"
             t = _dict(r.get("training"))
             if t.get("stopped_by") == "time_budget" or t.get("note"):  # the record says more
                 outcome += (f"<p>Training: {h(live.training_text(t))}"

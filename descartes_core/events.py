@@ -98,3 +98,4 @@ def event_scores(pred: np.ndarray, outputs: np.ndarray, trials, regimes=None) ->
         out["r_by_regime"][str(regime)] = round(_pearson_cells(
             p[sel].reshape(-1, c), o[sel].reshape(-1, c)), 4)
     return out
+

@@ -18,6 +18,8 @@ import ast
 
 import numpy as np
 
+from descartes_core.contract import complete
+
 MIN_ITERATIONS = 2
 CLUSTER_MIN = 5
 EFFECT = 0.15
@@ -76,8 +78,8 @@ def mine(iterations: list[dict], variables: list[dict]) -> list[dict]:
                                          "iterations": which},
                             "confidence": min(1.0, n / 5)})
 
-    props = [dict(it.get("properties") or {}, **code_features(it.get("source", "")))
-             for it in scored]
+    props = [dict(complete(it.get("properties") or {}), **code_features(it.get("source", "")))
+             for it in scored]  # a source from before the loss axis trained mse_rate
     for key in sorted({k for p in props for k in p if k != "family"}):
         for value in sorted({str(p.get(key)) for p in props}):
             has = np.array([str(p.get(key)) == value for p in props])

@@ -194,7 +194,8 @@ def test_each_out_of_schema_field_is_named(tmp_path, record_patch, words):
     from sandbox import protocol
 
     record = {"strategy": "direct", "device": "cpu", "n_params": 10, "strategy_note": None,
-              "loss": "mse_rate", "loss_note": None, "epochs": 1, "train_loss": 0.1, "val_loss": 0.1, "wall_s": 1.0,
+              "loss": "mse_rate", "loss_note": None, "epochs": 1, "train_loss": 0.1,
+              "val_loss": 0.1, "wall_s": 1.0,
               "short_segment_corr": None, "failure": None, "failure_message": None,
               "stopped_by": "max_epochs",
               "history": [{"epoch": 1, "train": 0.1, "val": 0.1, "t": 0.5}]}

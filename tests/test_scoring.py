@@ -164,7 +164,10 @@ GOOD = {"family": "ltc", "time_handling": "ltc", "gradient_strategy": "segmented
 
 
 def test_valid_properties_pass_and_unknown_values_list_the_valid_ones():
-    assert validate_properties(GOOD) == GOOD
+    assert validate_properties(GOOD) == {**GOOD, "loss": "mse_rate"}  # the axis' default
+    assert validate_properties({**GOOD, "loss": "poisson_counts"})["loss"] == "poisson_counts"
+    assert any("'loss'" in e and "event_multiscale" in e
+               for e in property_errors({**GOOD, "loss": "hinge"}))
     errors = property_errors({**GOOD, "solver": "rk45", "colour": "red"})
     assert any("'solver'" in e and "rk45" in e and "dopri5" in e and "tsit5" in e
                for e in errors)
