@@ -5,8 +5,8 @@ import pytest
 from agent.dedup import source_hash
 from agent.offline import OfflineArchitect
 from agent.prompt import Brief
-from descartes_core.patterns import mine
 from descartes_core import contract
+from descartes_core.patterns import mine
 from sandbox import policy, runner
 
 NRT_GAP = {"direction": "nrt_state",
