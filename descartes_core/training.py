@@ -87,10 +87,12 @@ class TrainConfig:
     starts with that readout fitted by least squares on the training trials, since a
     least-squares readout gave a grey-box its spike r at once (research/frontier.md);
     'none' keeps the model's own initialisation."""
-    state_grad_bound: float | None = None
+    state_grad_bound: float | None = 1.0
     """Bound on the norm of the state gradient, per trial, wherever the model calls
     ``descartes_core.stiff.guard`` (every ``guard_every`` steps); None leaves it free. Stiff
-    loops (the T-current's positive feedback) otherwise blow up to infinite gradients."""
+    loops (the T-current's positive feedback) otherwise blow up to infinite gradients; an
+    honest gradient on z-scored outputs is far below 1, so the bound acts on blow-ups only.
+    A model that never calls the guard is not affected."""
     guard_every: int = 10
     """Steps between two gradient guards in a model's loop."""
 
