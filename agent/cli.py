@@ -159,7 +159,9 @@ def check(
     allow_degraded: Annotated[bool, typer.Option(
         "--allow-degraded", help="Without docker and bubblewrap, check with less isolation "
         "instead of stopping.")] = False,
-    latent_dim: Annotated[int, typer.Option(min=1, help="latent_dim to build with.")] = 64,
+    latent_dim: Annotated[int | None, typer.Option(
+        min=1, help="latent_dim to build with (default: the file's LATENT_DIM, else 64).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Run the static policy and the sandboxed shape check on one model file.
@@ -182,7 +184,10 @@ def check(
             runner.docker_client(log=lambda msg: err.print(msg, highlight=False))
     except runner.SandboxError as e:
         raise UsageError(str(e)) from None
-    result = runner.check(source, latent_dim=latent_dim, backend=backend)
+    from descartes_core.contract import source_width
+
+    width = latent_dim or source_width(source)
+    result = runner.check(source, latent_dim=width, backend=backend)
     if as_json:
         out.print_json(data={"accepted": result.ok, "isolation": result.isolation,
                              "error": result.error, "check": result.check})

@@ -58,6 +58,7 @@ def training_summary(record: dict) -> dict | None:
         return None
     return {"strategy": record.get("strategy"), "note": record.get("strategy_note"),
             "loss": record.get("loss"), "loss_note": record.get("loss_note"),
+            "compile": record.get("compile"),
             "epochs": record.get("epochs"), "stopped_by": record.get("stopped_by")}
 
 

@@ -225,6 +225,7 @@ def parse_reply(reply: str) -> Proposal:
                          "a JSON header and one ```python block holding the whole file", reply)
     source = code[-1].strip() + "\n"
     props = _properties(source, reply)
+    props = complete(props) if props else props
     meta, notes = _header(reply, blocks), []
     if meta is None:
         meta = {}

@@ -95,6 +95,11 @@ class TrainConfig:
     A model that never calls the guard is not affected."""
     guard_every: int = 10
     """Steps between two gradient guards in a model's loop."""
+    compile: bool = False
+    """Compile the step functions a model passes through ``descartes_core.stiff.fast_step``
+    (torch.compile, fixed shapes, once per job). It pays off for long trainings of 1-ms
+    loops; compiling takes tens of seconds of the budget, and where it fails the model
+    runs eager (the record's ``compile`` says which)."""
 
 
 @dataclass
@@ -108,6 +113,8 @@ class TrainRecord:
     loss: str = "mse_rate"
     """The loss trained (a count loss without counts falls back to mse_rate)."""
     loss_note: str | None = None
+    compile: str | None = None
+    """stiff.fast_step's outcome: None (not asked, or never called), 'compiled' or why eager."""
     epochs: int = 0
     train_loss: float | None = None
     val_loss: float | None = None
@@ -487,7 +494,7 @@ def evaluate(
             torch.manual_seed(cfg.seed + k)
             null.append(predict(model_cls(x.shape[-1], y.shape[-1], latent_dim).to(dev), x,
                                 cfg.batch_size)[1])
-        stiff.configure(cfg.state_grad_bound, cfg.guard_every)
+        stiff.configure(cfg.state_grad_bound, cfg.guard_every, cfg.compile)
         # The budget is for verification and training: the rollouts above do not count.
         start = time.monotonic()
         deadline = start + cfg.time_budget_h * 3600.0
@@ -547,6 +554,7 @@ def evaluate(
         record.failure, record.failure_message = kind, f"{type(e).__name__}: {first}"
     if record.failure:
         record.stopped_by = "failure"
+    record.compile = stiff.status()
     result = Evaluation(record)
     if null is not None:  # the model rolls out with the right shapes
         pred, lat = predict(model, x, cfg.batch_size)

@@ -235,7 +235,7 @@ def _record(d: object, max_params: int) -> dict:
 
     d = exact_keys(d, {"strategy", "device", "n_params", "strategy_note", "loss", "loss_note",
                        "epochs", "train_loss", "val_loss", "wall_s", "short_segment_corr",
-                       "failure", "failure_message", "stopped_by", "history"})
+                       "failure", "failure_message", "stopped_by", "history"}, {"compile"})
     strategies = frozenset(e.value for e in GradientStrategy)
     loss_choices = frozenset(e.value for e in LossChoice)
     record = _fields(d, {
@@ -254,7 +254,7 @@ def _record(d: object, max_params: int) -> dict:
         "failure_message": _opt_text,
         "stopped_by": lambda v: None if v is None else choice(v, STOPPED_BY),
         "history": _history,
-    })
+    }) | {"compile": _opt_text(d.get("compile"), 300)}
     if record["epochs"] != len(record["history"]):
         raise ProtocolError(f"epochs {record['epochs']} but {len(record['history'])} in history")
     return record

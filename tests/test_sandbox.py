@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from descartes_core.contract import template_sources
+from descartes_core.contract import source_width, template_sources
 from sandbox import policy, process, runner
 from sandbox.process import Limits
 
@@ -185,7 +185,8 @@ def test_a_forged_result_is_refused(backend):
 
 @pytest.mark.parametrize("name", list(template_sources()))
 def test_templates_pass_and_the_next_candidate_runs_after_the_hostile_ones(backend, name):
-    out = runner.check(template_sources()[name], backend=backend)
+    source = template_sources()[name]
+    out = runner.check(source, latent_dim=source_width(source), backend=backend)
     assert out.ok and out.check["n_params"] > 0, out
 
 

@@ -11,8 +11,9 @@ G × activation itself. Gates follow Rush–Larsen steps and voltages exponentia
 1 ms; every constant is bounded and starts near its biological value. The readout is a
 plain linear map of the latents (training fits it by least squares first), and the
 state gradient passes a guard every few steps (stiff.guard): the T-current's positive
-feedback otherwise blows up long segments. Latent: 5 TC + 3 nRt + 3 synaptic states
-per cell, 220 wide.
+feedback otherwise blows up long segments. The step is one function of fixed shapes, so
+training may compile it (stiff.fast_step). Latent: 5 TC + 3 nRt + 3 synaptic states per
+cell, 220 wide.
 """
 
 import math
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from descartes_core.stiff import guard
+from descartes_core.stiff import fast_step, guard
 
 PROPERTIES = {
     "family": "circuit_greybox",
@@ -100,50 +101,56 @@ class Model(nn.Module):
         zero = x.new_zeros(b, CELLS)
         return torch.stack([v, zero, h, q, zero, v.clone(), zero, h.clone(), zero, zero, zero], 1)
 
+    def params(self):
+        """Every bounded constant, read once per forward pass."""
+        return (self.tc_gl(), self.tc_gt(), self.tc_gh(), self.tc_gk(), self.tc_theta(),
+                self.tc_tau_h(), self.tc_tau_q(), self.rt_gl(), self.rt_gt(), self.rt_theta(),
+                self.rt_tau_h(), self.g_ampa(), self.g_gaba_a(), self.g_gaba_b(), self.tau_a(),
+                self.tau_b(), F.relu(self.tc_to_rt), F.relu(self.rt_to_tc))
+
+    def step(self, z, drive, g_now, p):
+        """One 1-ms step of every unit: z (B, 11, CELLS) → the next z."""
+        gl, gt, gh, gk, theta, tau_h, tau_q, rgl, rgt, rtheta, rtau_h, g_ampa, g_a, g_b, \
+            tau_a, tau_b, w_in, w_back = p
+        v, m, h, q, n, vr, mr, hr, sa, ga, gb = z.unbind(1)
+        # TC: gates, then the voltage by exponential Euler through its conductances
+        m = torch.sigmoid((v + 57.0) / 6.2)
+        h = relax(h, torch.sigmoid((v + 81.0) / -4.0), tau_h)
+        q = relax(q, torch.sigmoid((v + 75.0) / -5.5), tau_q)
+        a = torch.sigmoid((v - theta) / 2.0)  # events per ms
+        n = relax(n, a, 4.0)
+        cond_t = gt * m * m * h
+        gaba_a, gaba_b = g_a * ga, g_b * gb  # ga, gb carry G already
+        g_sum = gl + cond_t + gh * q + gk * n + gaba_a + gaba_b
+        v_inf = (gl * -70.0 + cond_t * 120.0 + gh * q * -40.0 + gk * n * -90.0
+                 + gaba_a * -85.0 + gaba_b * -95.0 + drive) / g_sum
+        v = v_inf + (v - v_inf) * torch.exp(-g_sum)
+        # nRt, driven by TC events alone (AMPA reverses at 0 mV)
+        heard = a @ w_in.T
+        sa = relax(sa, heard / (heard + 0.2), 5.0)
+        mr = torch.sigmoid((vr + 52.0) / 7.4)
+        hr = relax(hr, torch.sigmoid((vr + 83.0) / -4.0), rtau_h)
+        ar = torch.sigmoid((vr - rtheta) / 2.0)
+        cond_rt = rgt * mr * mr * hr
+        rg_sum = rgl + cond_rt + g_ampa * sa
+        vr_inf = (rgl * -70.0 + cond_rt * 120.0) / rg_sum
+        vr = vr_inf + (vr - vr_inf) * torch.exp(-rg_sum)
+        # GABA_A / GABA_B onto TC, scaled by G
+        pre = ar @ w_back.T
+        ga = relax(ga, g_now * pre / (pre + 0.1), tau_a)
+        gb = relax(gb, g_now * pre / (pre + 0.3), tau_b)
+        return torch.stack([v, m, h, q, n, vr, mr, hr, sa, ga, gb], 1)
+
     def forward(self, x, state=None):
         batch, steps, _ = x.shape
-        s = self.start(x) if state is None else state.view(batch, 11, CELLS)
-        v, m, h, q, n, vr, mr, hr, sa, ga, gb = s.unbind(1)
+        z = self.start(x) if state is None else state.view(batch, 11, CELLS)
         drive = x[..., :CELLS] * self.drive_scale + self.drive_bias  # µA/cm², own channel only
         gain = F.softplus(x[..., CELLS] * self.gain_scale() + self.gain_bias())  # G ≥ 0
-        gl, gt, gh, gk = self.tc_gl(), self.tc_gt(), self.tc_gh(), self.tc_gk()
-        rgl, rgt = self.rt_gl(), self.rt_gt()
-        theta, rtheta = self.tc_theta(), self.rt_theta()
-        tau_h, tau_q, rtau_h = self.tc_tau_h(), self.tc_tau_q(), self.rt_tau_h()
-        g_ampa, g_a, g_b = self.g_ampa(), self.g_gaba_a(), self.g_gaba_b()
-        tau_a, tau_b = self.tau_a(), self.tau_b()
-        w_in, w_back = F.relu(self.tc_to_rt), F.relu(self.rt_to_tc)
+        p = self.params()
+        step = fast_step(self.step)  # one step, fixed shapes: compiled once when asked
         out = []
         for t in range(steps):
-            g_now = gain[:, t, None]
-            # TC: gates, then the voltage by exponential Euler through its conductances
-            m = torch.sigmoid((v + 57.0) / 6.2)
-            h = relax(h, torch.sigmoid((v + 81.0) / -4.0), tau_h)
-            q = relax(q, torch.sigmoid((v + 75.0) / -5.5), tau_q)
-            a = torch.sigmoid((v - theta) / 2.0)  # events per ms
-            n = relax(n, a, 4.0)
-            cond_t = gt * m * m * h
-            gaba_a, gaba_b = g_a * ga, g_b * gb  # G-scaled already (below)
-            g_sum = gl + cond_t + gh * q + gk * n + gaba_a + gaba_b
-            v_inf = (gl * -70.0 + cond_t * 120.0 + gh * q * -40.0 + gk * n * -90.0
-                     + gaba_a * -85.0 + gaba_b * -95.0 + drive[:, t]) / g_sum
-            v = v_inf + (v - v_inf) * torch.exp(-g_sum)
-            # nRt, driven by TC events alone
-            sa = relax(sa, a @ w_in.T / (a @ w_in.T + 0.2), 5.0)
-            mr = torch.sigmoid((vr + 52.0) / 7.4)
-            hr = relax(hr, torch.sigmoid((vr + 83.0) / -4.0), rtau_h)
-            ar = torch.sigmoid((vr - rtheta) / 2.0)
-            cond_rt = rgt * mr * mr * hr
-            rg_sum = rgl + cond_rt + g_ampa * sa
-            vr_inf = (rgl * -70.0 + cond_rt * 120.0 + g_ampa * sa * 0.0) / rg_sum
-            vr = vr_inf + (vr - vr_inf) * torch.exp(-rg_sum)
-            # GABA_A / GABA_B onto TC, scaled by G
-            pre = ar @ w_back.T
-            ga = relax(ga, g_now * pre / (pre + 0.1), tau_a)
-            gb = relax(gb, g_now * pre / (pre + 0.3), tau_b)
-            z = torch.stack([v, m, h, q, n, vr, mr, hr, sa, ga, gb], 1)
-            z = guard(z, t)
-            v, m, h, q, n, vr, mr, hr, sa, ga, gb = z.unbind(1)
+            z = guard(step(z, drive[:, t], gain[:, t, None], p), t)
             out.append(z)
         zs = torch.stack(out, 1)  # (B, T, 11, CELLS)
         volts = (zs[:, :, [0, 5]] + 65.0) / 30.0  # voltages on the gates' scale
