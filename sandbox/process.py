@@ -133,6 +133,10 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
             args += ["--ro-bind", str(lib), str(lib)]
     if not stdlib.is_relative_to("/usr"):
         args += ["--ro-bind", str(stdlib), str(stdlib)]
+    include = Path(sysconfig.get_paths(vars={"base": str(base), "platbase": str(base)},
+                                       scheme=sysconfig.get_default_scheme())["include"])
+    if include.is_dir() and not include.is_relative_to("/usr"):  # C headers, for a job that
+        args += ["--ro-bind", str(include), str(include)]  # compiles its step (stiff.fast_step)
     if (stdlib / "site-packages").is_dir():  # the base interpreter's own packages: not ours
         args += ["--size", "4096", "--tmpfs", str(stdlib / "site-packages"),
                  "--remount-ro", str(stdlib / "site-packages")]

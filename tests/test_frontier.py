@@ -127,3 +127,52 @@ def test_the_guard_bounds_a_positive_feedback_loops_state_gradient():
         assert z0.grad.flatten(1).norm(dim=1).max() <= 1.5 ** 10 + 1e-6  # one spacing's growth
     finally:
         stiff.configure(None)
+
+
+FAST_STEP = '''
+import torch
+import torch.nn as nn
+
+from descartes_core.stiff import fast_step, guard
+
+PROPERTIES = {"family": "tiny_loop", "time_handling": "custom", "gradient_strategy": "direct",
+              "latent_structure": "unconstrained", "input_coupling": "additive",
+              "solver": "euler"}
+
+
+class Model(nn.Module):
+    def __init__(self, n_inputs, n_outputs, latent_dim):
+        super().__init__()
+        self.inp = nn.Linear(n_inputs, latent_dim)
+        self.rec = nn.Linear(latent_dim, latent_dim)
+        self.readout = nn.Linear(latent_dim, n_outputs)
+
+    def step(self, z, u):
+        return torch.tanh(self.rec(z) + u)
+
+    def forward(self, x, state=None):
+        z = x.new_zeros(x.shape[0], self.rec.in_features) if state is None else state
+        u = self.inp(x)
+        step, out = fast_step(self.step), []
+        for t in range(x.shape[1]):
+            z = guard(step(z, u[:, t]), t)
+            out.append(z)
+        z = torch.stack(out, 1)
+        return self.readout(z), z, z[:, -1]
+'''
+
+
+def test_a_step_is_compiled_in_the_process_sandbox_and_runs_eager_under_docker(ds, backend):
+    split = {k: ds.meta["split"][k] for k in ("train", "val")}
+    train = {"max_epochs": 1, "verify": False, "null_seeds": 1, "time_budget_h": 0.2}
+    out = runner.evaluate(FAST_STEP, ds.inputs, ds.training_outputs(), split, latent_dim=8,
+                          train=train, backend=backend)
+    assert out.ok, out.error
+    if backend == "process":  # the host's compiler and headers are in reach
+        assert out.record["compile"] == "compiled"
+    else:  # the image has no C++ compiler (nor could compiled code load from its noexec
+        # tmpfs): it runs eager, and says so
+        assert out.record["compile"].startswith("eager: compiling failed")
+    short = runner.evaluate(FAST_STEP, ds.inputs, ds.training_outputs(), split, latent_dim=8,
+                            train={**train, "time_budget_h": 0.01}, backend="process")
+    assert short.ok and short.record["compile"] is None  # a short budget never compiles
