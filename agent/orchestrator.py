@@ -22,6 +22,7 @@ from pathlib import Path
 from agent import finals
 from agent.config import OBJECTIVES, RunConfig, new_run_id
 from agent.dedup import skeleton_hash, source_hash
+from agent.driver_lock import DriverLock
 from agent.evaluator import Evaluator, as_trained, training_summary
 from agent.ledger import Ledger
 from agent.live import PlainLines
@@ -49,6 +50,15 @@ class Orchestrator:
         self.dir = Path(cfg.run_dir) / self.run_id
         self.sealed = self.dir / "sealed"
         self.repo = ModelRepository(self.dir)
+        self.lock = DriverLock(self.dir)  # RunLocked while another driver holds this run
+        self.lock.acquire()
+        try:
+            self._open(cfg, ds, architect)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, cfg: RunConfig, ds: Dataset, architect) -> None:
         self.ledger = Ledger(self.dir / "ledger.sqlite")
         self.ledger.start_run(self.run_id, asdict(cfg), ds.meta["fingerprint"])
         self.architect = architect or OfflineArchitect(cfg.seed)
@@ -260,14 +270,17 @@ class Orchestrator:
 
     def run(self) -> dict:
         try:
-            stop = self._loop()
-            final = finals.run(self)
-        except KeyboardInterrupt:  # resumable like a crash, but said as what it was
-            self.ledger.set_status(self.run_id, "interrupted")
-            raise
-        if (best := self.standing.best) is not None:
-            self.repo.tag_best(best["branch"])  # its branch now holds final.json too
-        self.ledger.set_status(self.run_id, "finished")
+            try:
+                stop = self._loop()
+                final = finals.run(self)
+            except KeyboardInterrupt:  # resumable like a crash, but said as what it was
+                self.ledger.set_status(self.run_id, "interrupted")
+                raise
+            if (best := self.standing.best) is not None:
+                self.repo.tag_best(best["branch"])  # its branch now holds final.json too
+            self.ledger.set_status(self.run_id, "finished")
+        finally:
+            self.lock.release()
         return self.summary(stop, final)
 
     def _loop(self) -> str:

@@ -43,7 +43,7 @@ class ModelRepository:
         self.repo.index.add(["README.md"])
         self.repo.index.commit("model repository of one run", author=AUTHOR, committer=AUTHOR)
 
-    EXCLUDED = ("ledger.sqlite*", "exchanges.jsonl", "report.html", "sealed/")
+    EXCLUDED = ("ledger.sqlite*", "exchanges.jsonl", "report.html", "sealed/", "driver.lock")
     """The run's files beside the work tree, never in an iteration's commit (sealed/ holds
     the test-trial moments that only the finalists' scoring reads)."""
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from agent import driver_lock
 from agent.ledger import Ledger
 from agent.repository import ModelRepository, RefError
-from sandbox.process import pid_alive
 
 
 class RunNotFound(Exception):
@@ -47,14 +46,12 @@ class Run:
         return {**rows[0], "config": json.loads(rows[0]["config"])}
 
     def state(self) -> str:
-        """running, finished, interrupted (Ctrl-C), or crashed (its process is gone); the
-        last two resume with --resume."""
+        """running, finished, interrupted (Ctrl-C), or crashed (no driver holds its lock, on
+        this host or another); the last two resume with --resume."""
         row = self.row()
         if row["status"] != "running":
             return row["status"]
-        if row["host"] == socket.gethostname() and not pid_alive(row["pid"]):
-            return "crashed"
-        return "running"
+        return "running" if driver_lock.held(self.dir) else "crashed"
 
 
 def runs(run_dir: Path) -> list[Run]:

@@ -109,7 +109,8 @@ def run(
     if resume is not None:
         r = runs.open_run(run_dir, resume)
         if r.state() == "running":
-            raise UsageError(f"run {r.id} is still running (pid {r.row()['pid']})")
+            raise UsageError(f"run {r.id} is still running (pid {r.row()['pid']} on "
+                             f"{r.row()['host']}): one driver per run")
         row = r.row()
         cfg = RunConfig.from_dict({**row["config"], "run_dir": str(run_dir)})
         api_key = _api_key(cfg.architect, api_key)
@@ -171,6 +172,7 @@ def _api_key(architect: str, api_key: str | None) -> str | None:
 
 def _search(cfg, ds: Dataset, run_id: str, api_key: str | None) -> None:
     from agent import live, llm, report, runs
+    from agent.driver_lock import RunLocked
     from agent.orchestrator import Orchestrator
     from sandbox.runner import SandboxError
 
@@ -184,7 +186,7 @@ def _search(cfg, ds: Dataset, run_id: str, api_key: str | None) -> None:
             else None, run_path, cfg.seed, cfg.replay_from and Path(cfg.replay_from))
         view = live.monitor(out, say)
         orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=view)
-    except (SandboxError, llm.ArchitectError) as e:
+    except (SandboxError, llm.ArchitectError, RunLocked) as e:
         raise UsageError(str(e)) from None
     with view:
         summary = orch.run()
