@@ -268,6 +268,7 @@ def runs_(
                      "above_null": best and best["above_null"],
                      "intervals": best and best["scores"].get("intervals"),
                      "finalists": n_finals,
+                     "in_flight": r.in_flight() if r.state() == "running" else [],
                      "age_h": round((time.time() - row["started"]) / 3600, 2),
                      "updated_h": round((time.time() - row["updated"]) / 3600, 2)})
     if as_json:
@@ -294,6 +295,9 @@ def runs_(
             fmt(r["above_null"]), str(r["finalists"]) if r["finalists"] else "–",
             _ago(r["age_h"]), _ago(r["updated_h"])))
     out.print(table)
+    for r in rows:
+        for c in r["in_flight"]:
+            say(f"{r['run']} in flight: {live.flight_line(c)}")
 
 
 def _ago(hours: float) -> str:

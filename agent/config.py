@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from descartes_core.dataset import SimulationSpec
 
+EXECUTORS = ("local", "ray")
+"""agent.executor's executors (the CLI checks --executor against these without importing it)."""
 OBJECTIVES = ("beyond_controls", "recovered", "above_null", "beyond_random", "beyond_inputs")
 """descartes_core.scoring.COUNTS, in the CLI's order (a test holds them equal)."""
 
@@ -70,6 +72,18 @@ class RunConfig:
     """Held-out r that counts as recovered."""
     seed: int = 0
     """Seed of training and of the offline architect."""
+    parallel: int = 1
+    """Candidates training at once (1: the serial search, each proposal seeing every
+    earlier result)."""
+    executor: str = "local"
+    """local (slots on this machine) or ray (Ray tasks, on a local instance or a cluster)."""
+    ray_address: str | None = None
+    """The Ray cluster to join (auto or HOST:PORT); None starts a local instance on
+    127.0.0.1 for the run."""
+    gpus_per_candidate: float = 1.0
+    """GPUs per candidate on a GPU host or cluster (less than 1 packs several onto one)."""
+    cpus_per_candidate: int = 1
+    """CPU threads per candidate (one thread keeps a CPU score reproducible)."""
     train: dict = field(default_factory=dict)
     """TrainConfig overrides (time_budget_h, max_epochs, …)."""
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent import executor
 from descartes_core import baselines, contract, controls, scoring
 from descartes_core.dataset import Dataset
 from sandbox import policy, runner
@@ -113,18 +114,25 @@ class Evaluator:
         out = runner.check(source, latent_dim=self.width(source), backend=self.backend)
         return {"ok": out.ok, "error": out.error, "check": out.check, "isolation": out.isolation}
 
-    def train(self, source: str, progress=None, seed: int | None = None) -> runner.Outcome:
-        """Train in the sandbox (with `seed` instead of the run's, for a finalist's reruns);
-        `progress` receives each epoch's {epoch, total, train_loss, val_loss} as it ends."""
-        train = dict(self.train_config)
-        if seed is not None:
-            train["seed"] = seed
+    def workload(self) -> executor.Workload:
+        """What every training of this run shares, for the executor to send once."""
+        return executor.Workload(self.ds.inputs, self.targets, self.teacher, self.counts,
+                                 self.split, self.train_config, self.backend)
+
+    def job(self, source: str, key: str, seed: int | None = None) -> executor.Job:
+        """A training of `source` (with `seed` instead of the run's, for a finalist's
+        reruns): its width, and whether it gets the teacher (distillation) and the spike
+        counts (a count loss)."""
         props = policy.check(source).properties or {}
-        teacher = self.teacher if props.get("gradient_strategy") == "distillation" else None
-        counts = self.counts if props.get("loss") in contract.COUNT_LOSSES else None
-        return runner.evaluate(source, self.ds.inputs, self.targets, self.split,
-                               latent_dim=self.width(source), train=train, teacher=teacher,
-                               counts=counts, backend=self.backend, progress=progress)
+        return executor.Job(key, source, self.width(source), seed,
+                            teacher=props.get("gradient_strategy") == "distillation",
+                            counts=props.get("loss") in contract.COUNT_LOSSES)
+
+    def train(self, source: str, progress=None, seed: int | None = None) -> runner.Outcome:
+        """Train here and now (replay); `progress` receives each epoch's {epoch, total,
+        train_loss, val_loss} as it ends. The search trains through its executor."""
+        return executor.train_job(self.workload(), self.job(source, "now", seed),
+                                  progress=progress)
 
     def measure(self, out: runner.Outcome) -> Result:
         """Status, selection scores and sealed test moments of a trained candidate."""

@@ -70,6 +70,7 @@ def run(orch) -> list[dict]:
         return []
     done = {(r["number"], r["seed"]) for r in ledger.finals(orch.run_id)}
     orch.event("phase", phase="finals")
+    flight = {}  # handle → (iteration, seed): the reruns train at once, on the executor
     for rank, it in enumerate(chosen, 1):
         for j, seed in enumerate(seeds(cfg.seed, cfg.final_seeds)):
             if (it["number"], seed) in done:
@@ -82,12 +83,19 @@ def run(orch) -> list[dict]:
                 ledger.record_final(orch.run_id, it["number"], seed, "scored", None, 0.0,
                                     it["scores"], ev.final_scores(m))
                 continue
-            trained = ev.train(orch.repo.read(it["branch"]),
-                               progress=lambda e: orch.event("epoch", **e), seed=seed)
-            res = ev.measure(trained)
+            job = ev.job(orch.repo.read(it["branch"]), f"final-{it['number']:04d}-{seed}", seed)
+            flight[orch.executor.submit(job)] = (it, seed)
+    while flight:
+        for h in orch.executor.wait(list(flight), 0.25):
+            it, seed = flight.pop(h)
+            res = ev.measure(orch.executor.result(h).outcome)
             test = ev.final_scores(res.sealed) if res.sealed is not None else None
             ledger.record_final(orch.run_id, it["number"], seed, res.status, res.failure_kind,
                                 res.train_hours, res.scores, test)
+        if len(flight) == 1:  # the last one: its epochs drive the live view's bar
+            (h,) = flight
+            if h.epoch:
+                orch.event("epoch", **h.epoch)
     rank = {it["number"]: i for i, it in enumerate(chosen)}
     summary = summarise(sorted((r for r in ledger.finals(orch.run_id) if r["number"] in rank),
                                key=lambda r: (rank[r["number"]], r["seed"])), orch.iterations)

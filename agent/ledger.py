@@ -145,13 +145,27 @@ class Ledger:
                 f"INSERT INTO iterations (run_id, {', '.join(ITERATION_FIELDS)}, created) "
                 f"VALUES (?, {', '.join('?' * len(ITERATION_FIELDS))}, ?)",
                 (run_id, *row.values(), now))
-            for call in calls:
-                self.db.execute(
-                    f"INSERT INTO architect_calls (run_id, iteration, {', '.join(CALL_FIELDS)}, "
-                    f"created) VALUES (?, ?, {', '.join('?' * len(CALL_FIELDS))}, ?)",
-                    (run_id, row["number"],
-                     *(_text(call.get(k, CALL_DEFAULTS.get(k))) for k in CALL_FIELDS), now))
+            self._insert_calls(run_id, row["number"], calls, now)
             self.db.execute("UPDATE runs SET updated=? WHERE id=?", (now, run_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _insert_calls(self, run_id: str, number: int, calls, now: float) -> None:
+        for call in calls:
+            self.db.execute(
+                f"INSERT INTO architect_calls (run_id, iteration, {', '.join(CALL_FIELDS)}, "
+                f"created) VALUES (?, ?, {', '.join('?' * len(CALL_FIELDS))}, ?)",
+                (run_id, number, *(_text(call.get(k, CALL_DEFAULTS.get(k))) for k in CALL_FIELDS),
+                 now))
+
+    def record_calls(self, run_id: str, number: int, calls: list[dict]) -> None:
+        """Architect calls of a candidate that was never run (prepared while others trained,
+        when the search stopped): what they cost still counts."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert_calls(run_id, number, calls, time.time())
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

@@ -246,7 +246,11 @@ class PlainLines:
         elif kind == "final":
             self.say(f"  {final_event_line(d)}")
         elif kind == "activity" and d["what"] == "training":
-            self.say(f"  training {one_line(d.get('name'))} ({d['backend']} sandbox)")
+            where = f", {one_line(d['where'], 120)}" if d.get("where") else ""
+            self.say(f"  training #{d.get('number', '?')} {one_line(d.get('name'))} "
+                     f"({d['backend']} sandbox{where})")
+        elif kind == "cancelled":
+            self.say(f"  cancelled #{d['number']} {one_line(d.get('name'))}: {d['why']}")
         elif kind == "repair":
             self.say(f"  repair {d['attempt']}: {_first_line(d.get('feedback'), 200)}")
         elif kind == "architect_failure":
@@ -300,6 +304,12 @@ class LiveView:
                 s["epoch"] = None
         elif kind == "epoch":
             s["epoch"] = d
+        elif kind == "flight":  # every candidate training now, and where
+            s["flight"] = d["candidates"]
+            if len(d["candidates"]) == 1 and s["activity"] == "training":
+                s["epoch"] = d["candidates"][0]["epoch"]
+        elif kind == "cancelled":
+            s["last"] = f"cancelled #{d['number']} {one_line(d.get('name'), 80)}: {d['why']}"
         elif kind == "repair":
             s["activity"] = "repairing"
             s["last"] = f"repair {d['attempt']}: {_first_line(d.get('feedback'), 120)}"
@@ -333,6 +343,9 @@ class LiveView:
                         Text(f"epoch {fmt(ep.get('epoch'))}/{fmt(ep.get('total'))}  train "
                              f"{fmt(ep.get('train_loss'), 4)}  val {fmt(ep.get('val_loss'), 4)}"))
         grid.add_row("now", now)
+        flight = s.get("flight") or []
+        if len(flight) > 1 and s["phase"] != "finals":
+            grid.add_row("in flight", Text("\n".join(flight_line(c) for c in flight)))
         b = s["best"]
         sb = _dict(b and b.get("scores"))
         grid.add_row("best", Text(
@@ -346,6 +359,14 @@ class LiveView:
             f"expansions · ${s['cost']:.2f} · {elapsed:.0f} min elapsed"))
         grid.add_row("last", Text(s["last"] or "—"))
         return Panel(grid, title="descartes-agent", border_style="cyan")
+
+
+def flight_line(c: dict) -> str:
+    """A candidate in flight: its number, name, where it runs and its newest epoch."""
+    ep = _dict(c.get("epoch"))
+    epoch = f", epoch {fmt(ep.get('epoch'))}/{fmt(ep.get('total'))}" if ep else ""
+    return (f"#{fmt(c.get('number'))} {one_line(c.get('name'), 60)} on "
+            f"{one_line(c.get('where'), 80)}{epoch}")
 
 
 def monitor(console: Console, say):

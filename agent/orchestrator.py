@@ -7,19 +7,34 @@ model repository → sandboxed training and trusted scoring (agent.evaluator) �
 on the branch, one ledger transaction, gap and patterns for the next brief. Failures
 are iterations too, with their class and message.
 
+With ``parallel`` N, N candidates train at once on the run's executor (agent.executor:
+local slots or Ray tasks) while this driver, the only writer of the ledger and the
+repository, proposes, checks, commits, scores and records. A candidate is numbered when
+it is proposed and recorded when it finishes, so the standing each proposal sees is that
+of every candidate finished so far; with N > 1 the next proposal is prepared while the
+N train, so a slot never waits on the architect. With N = 1 the loop is serial: each
+proposal sees every earlier result.
+
+Stops with several in flight: no new submission after any stop; the candidates in flight
+finish and are recorded, except on the training-time budget (a hard limit), where they
+are cancelled and dropped: recording them would spend what the budget forbids.
+
 Everything the loop decides from (best, stale expansions, exhausted families, hours,
 cost, templates done) is derived from the ledger, so a run killed at any point resumes
-where it stood: finished iterations are kept, the one in flight is redone.
+where it stood: finished iterations are kept, those in flight are redone (their numbers
+are taken again first).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agent import finals
+from agent import executor, finals
 from agent.config import OBJECTIVES, RunConfig, new_run_id
 from agent.dedup import skeleton_hash, source_hash
 from agent.driver_lock import DriverLock
@@ -37,6 +52,10 @@ from descartes_core.dataset import Dataset
 from sandbox import policy, runner
 
 ARCHITECT_FAILURES = 3  # in a row, before the offline architect takes over
+HARD_STOPS = ("training-time budget used",)
+"""Stops that cancel the candidates in flight instead of letting them finish."""
+POLL_S = 0.25
+"""How often the driver looks at what is in flight."""
 
 
 class Orchestrator:
@@ -58,6 +77,16 @@ class Orchestrator:
             self.lock.release()
             raise
 
+    def close(self) -> None:
+        """Cancel what is in flight, stop the executor, let the run go."""
+        try:
+            if hasattr(self, "executor"):
+                self.executor.close()
+            runner.remove_stale_containers(self.backend)
+            (self.dir / "flight.json").unlink(missing_ok=True)
+        finally:
+            self.lock.release()
+
     def _open(self, cfg: RunConfig, ds: Dataset, architect) -> None:
         self.ledger = Ledger(self.dir / "ledger.sqlite")
         self.ledger.start_run(self.run_id, asdict(cfg), ds.meta["fingerprint"])
@@ -69,9 +98,16 @@ class Orchestrator:
         self.failures = 0
         self.calls: list[dict] = []
         self.iterations = self.ledger.iterations(self.run_id)
-        # a killed process may have left the iteration in flight half-committed: redo it
-        self.repo.drop_after(max((it["number"] for it in self.iterations), default=0))
+        # a killed driver may have left candidates in flight, half-committed: redo them
+        self.repo.drop_unrecorded({it["number"] for it in self.iterations})
+        self.flight: dict[int, tuple[executor.Handle, dict]] = {}
+        """number → (handle, iteration) of each candidate training now."""
+        self.prepared: set[int] = set()
+        """Numbers of candidates being prepared or waiting for a slot."""
+        self._published: list[dict] | None = None
+        # a source whose evaluation the machinery broke may be proposed again
         self.tried = {a["source_hash"] for it in self.iterations
+                      if it.get("failure_kind") != "infrastructure"
                       for a in it.get("attempts") or [] if a.get("source_hash")}
         # what earlier candidates computed, and their skeletons: the first iteration of each
         self.behaviours: dict[str, int] = {}
@@ -83,6 +119,11 @@ class Orchestrator:
         best = self.standing.best
         if best:
             self.repo.tag_best(best["branch"])
+        self.executor = executor.build(
+            cfg.executor, self.evaluator.workload(), parallel=cfg.parallel,
+            cpus_per_candidate=cfg.cpus_per_candidate,
+            gpus_per_candidate=cfg.gpus_per_candidate, device=cfg.device,
+            ray_address=cfg.ray_address)
 
     @property
     def standing(self) -> Standing:
@@ -140,7 +181,10 @@ class Orchestrator:
         if attempt.get("skeleton"):
             self.skeletons.setdefault(attempt["skeleton"], number)
 
-    def _candidate(self, n: int, propose, max_repairs: int, architect: str | None = None) -> dict:
+    def _prepare(self, n: int, propose, max_repairs: int, architect: str | None = None
+                 ) -> tuple[dict, executor.Job | None]:
+        """Propose, check (with repairs) and commit candidate `n`: its iteration and its
+        training job (None: refused or failed at the check, finished as it stands)."""
         attempts, feedback = [], None
         while True:
             proposal, check, attempt = self._attempt(propose, feedback)
@@ -151,17 +195,18 @@ class Orchestrator:
             self.event("repair", attempt=len(attempts), feedback=feedback)
         architect = architect or self.architect.name  # after a fallback: the offline one
         proposal = proposal or Proposal("unparsed-reply", "", {}, "")
+        calls, self.calls = self.calls, []
         it = {"number": n, "name": proposal.name, "architect": architect,
               "properties": proposal.properties, "reasoning": proposal.reasoning,
               "repairs": len(attempts) - 1, "attempts": attempts,
-              "variant_of": attempts[-1].get("variant_of")}
+              "variant_of": attempts[-1].get("variant_of"), "calls": calls}
         if check["ok"]:
             self._remember(attempts[-1], n)
-        calls = [c for c in self.calls if c.get("model")]  # the calls that were answered
-        meta = {"prompt_hash": calls[-1]["prompt_hash"], "model": calls[-1].get("model"),
-                "input_tokens": sum(c.get("input_tokens", 0) for c in calls),
-                "output_tokens": sum(c.get("output_tokens", 0) for c in calls),
-                "cost_usd": sum(c.get("cost_usd", 0.0) for c in calls)} if calls else {}
+        answered = [c for c in calls if c.get("model")]
+        meta = {"prompt_hash": answered[-1]["prompt_hash"], "model": answered[-1].get("model"),
+                "input_tokens": sum(c.get("input_tokens", 0) for c in answered),
+                "output_tokens": sum(c.get("output_tokens", 0) for c in answered),
+                "cost_usd": sum(c.get("cost_usd", 0.0) for c in answered)} if answered else {}
         branch = self.repo.branch_name(n, proposal.name)
         files = {"proposal.json": json.dumps({k: it[k] for k in (
                      "name", "architect", "properties", "reasoning", "repairs", "attempts",
@@ -180,35 +225,39 @@ class Orchestrator:
             kind = check["error"]["kind"]
             it.update(status="refused" if kind == "duplicate" else "failed", failure_kind=kind,
                       failure_message=check["error"]["message"][:2000])
-            return it
-        self.event("activity", what="training", name=proposal.name, backend=self.backend)
-        trained = self.evaluator.train(proposal.source,
-                                       progress=lambda ep: self.event("epoch", **ep))
-        self.event("activity", what="scoring", name=proposal.name)
-        result = self.evaluator.measure(trained)
-        it.update(result.fields(), training=training_summary(result.record))
+            return it, None
+        return it, self.evaluator.job(proposal.source, f"{n:04d}")
+
+    def _finish(self, it: dict, done: executor.Done) -> dict:
+        """Score a trained candidate on the trusted side and commit its results."""
+        n, name = it["number"], it["name"]
+        self.event("activity", what="scoring", name=name, number=n)
+        result = self.evaluator.measure(done.outcome)
+        it.update(result.fields(), training={**(training_summary(result.record) or {}),
+                                             "where": done.where, "tries": done.tries,
+                                             "retried": done.retried})
         if result.sealed is not None:  # the test moments, read only if it becomes a finalist
             self.sealed.mkdir(exist_ok=True)
             result.sealed.save(self.sealed / f"{n:04d}.npz")
         results = {k: it.get(k) for k in ("status", "scores", "failure_kind", "failure_message")}
-        results.update(record=result.record, isolation=result.isolation,
-                       data_fingerprint=self.ds.meta["fingerprint"], **self.evaluator.settings())
+        results.update(record=result.record, isolation=result.isolation, where=done.where,
+                       tries=done.tries, data_fingerprint=self.ds.meta["fingerprint"],
+                       **self.evaluator.settings())
         summary = (f"recovered {it['recovered']}/160 on selection trials, beyond controls "
                    f"{it['beyond_controls']}") if it["status"] == "scored" \
             else f"failed ({it.get('failure_kind')})"
-        it["commit_sha"] = self.repo.commit(branch, {"results.json": json.dumps(results)},
-                                            f"iteration {n}: {proposal.name} — {summary}")
+        it["commit_sha"] = self.repo.commit(it["branch"], {"results.json": json.dumps(results)},
+                                            f"iteration {n}: {name} — {summary}")
         return it
 
     def _record(self, it: dict) -> None:
         """The iteration and its architect calls, in one ledger transaction."""
-        self.ledger.record_iteration(self.run_id, it, self.calls)
-        self.calls = []
+        self.ledger.record_iteration(self.run_id, it, it.pop("calls", []))
         self.iterations = self.ledger.iterations(self.run_id)
         s = self.standing
         new_best = s.best is not None and s.best["number"] == it["number"]
-        if new_best:
-            self.repo.tag_best(it["branch"])
+        if s.best is not None:  # a candidate finished late may precede the best in order
+            self.repo.tag_best(s.best["branch"])
         self.event("recorded", iteration=it, new_best=new_best, best=s.best, hours=s.hours,
                    expansions=s.expansions, cost=self.cost)
 
@@ -280,38 +329,129 @@ class Orchestrator:
                 self.repo.tag_best(best["branch"])  # its branch now holds final.json too
             self.ledger.set_status(self.run_id, "finished")
         finally:
-            self.lock.release()
+            self.close()
         return self.summary(stop, final)
 
     def _loop(self) -> str:
         self.event("start", run_id=self.run_id, dir=str(self.dir), architect=self.architect.name,
                    backend=self.backend, objective=self.cfg.objective, target=self.cfg.target,
-                   max_expansions=self.cfg.max_expansions)
-        sources = template_sources()
-        todo = [t for t in self.cfg.templates if t not in self.standing.templates_done]
-        if todo:
-            self.event("phase", phase="templates")
-        for tid in todo:
-            if self._stop() == "target reached":
+                   max_expansions=self.cfg.max_expansions, parallel=self.cfg.parallel,
+                   executor=self.executor.kind)
+        self.todo = [t for t in self.cfg.templates if t not in self.standing.templates_done]
+        self.phase, ready = None, None
+        while True:
+            stop = self._stop()
+            if stop in HARD_STOPS and not self.todo:
+                self._cancel_flight(stop)
+            while len(self.flight) < self.cfg.parallel and not self._blocked(stop):
+                cand, ready = ready or self._next(), None
+                if cand is None:
+                    break
+                self._launch(*cand)
+                stop = self._stop()
+            if (ready is None and self.cfg.parallel > 1 and not self._blocked(stop)
+                    and len(self.flight) >= self.cfg.parallel):
+                ready = self._next()  # prepared while the others train
+                if ready is not None and ready[1] is None:  # it failed its check: recorded
+                    self._launch(*ready)
+                    ready = None
+                    continue
+            if not self.flight:
                 break
-            self.event("iteration", number=len(self.iterations) + 1)
-            src = sources[tid]
+            self._collect()
+        if ready is not None:  # prepared, never run: its branch goes, its cost stays
+            it = ready[0]
+            self.ledger.record_calls(self.run_id, it["number"], it.pop("calls", []))
+            self.repo.drop_unrecorded({i["number"] for i in self.iterations})
+        return stop or self._stop() or "nothing left to propose"
+
+    # candidates in flight ----------------------------------------------------------------
+    def _blocked(self, stop: str | None) -> bool:
+        """No new submission: the templates stop only when the target is reached, the
+        expansions at any stop."""
+        return stop == "target reached" if self.todo else stop is not None
+
+    def _number(self) -> int:
+        """The lowest number not yet recorded nor taken: serially the next one; after a
+        resume, those of the candidates the killed driver had in flight first."""
+        taken = {it["number"] for it in self.iterations} | set(self.flight) | self.prepared
+        return next(n for n in range(1, len(taken) + 2) if n not in taken)
+
+    def _next(self) -> tuple[dict, executor.Job | None] | None:
+        """The next candidate, proposed, checked and committed: a template while any is
+        left, then an architect's expansion while the budget allows (counting those in
+        flight); None when there is nothing left to propose."""
+        if self.todo:
+            if self.phase is None:
+                self.phase = "templates"
+                self.event("phase", phase="templates")
+            n, tid = self._number(), self.todo.pop(0)
+            self.event("iteration", number=n)
+            src = template_sources()[tid]
             proposal = Proposal(tid, "template", policy.check(src).properties or {}, src)
-            self._record(self._candidate(len(self.iterations) + 1,
-                                         lambda feedback, p=proposal: p, 0, "template"))
-        if self._stop() is None:
+            self.prepared.add(n)
+            return self._prepare(n, lambda feedback: proposal, 0, "template")
+        flying = sum(it["architect"] != "template" for _, it in self.flight.values())
+        k = self.standing.expansions + flying
+        if k >= self.cfg.max_expansions:
+            return None
+        if self.phase != "expansions":
+            self.phase = "expansions"
             self.event("phase", phase="expansions")
-        while (stop := self._stop()) is None:
-            self.event("iteration", number=len(self.iterations) + 1)
-            brief = self._brief(self.standing.expansions)
+        n = self._number()
+        self.event("iteration", number=n)
+        brief = self._brief(k)
 
-            def propose(feedback, brief=brief):
-                return self._ask(dataclasses.replace(brief, feedback=feedback,
-                                                     tried=frozenset(self.tried)))
+        def propose(feedback, brief=brief):
+            return self._ask(dataclasses.replace(brief, feedback=feedback,
+                                                 tried=frozenset(self.tried)))
 
-            self._record(self._candidate(len(self.iterations) + 1, propose,
-                                         self.cfg.max_repairs))
-        return stop
+        self.prepared.add(n)
+        return self._prepare(n, propose, self.cfg.max_repairs)
+
+    def _launch(self, it: dict, job: executor.Job | None) -> None:
+        """Submit a prepared candidate, or record it at once when it failed its check."""
+        self.prepared.discard(it["number"])
+        if job is None:
+            self._record(it)
+            return
+        handle = self.executor.submit(job)
+        self.flight[it["number"]] = (handle, it)
+        self.event("activity", what="training", name=it["name"], number=it["number"],
+                   backend=self.backend, where=handle.where)
+        self._publish()
+
+    def _collect(self) -> None:
+        """Record what finished, in the order it finished; report the rest's progress."""
+        handles = [h for h, _ in self.flight.values()]
+        for h in self.executor.wait(handles, POLL_S):
+            number = int(h.job.key)
+            _, it = self.flight.pop(number)
+            self._record(self._finish(it, self.executor.result(h)))
+        self._publish()
+
+    def _cancel_flight(self, why: str) -> None:
+        if not self.flight:
+            return
+        for h, it in self.flight.values():
+            self.executor.cancel(h)
+            self.event("cancelled", number=it["number"], name=it["name"], why=why)
+        self.flight.clear()
+        self.repo.drop_unrecorded({it["number"] for it in self.iterations})
+        self._publish()
+
+    def _publish(self) -> None:
+        """What is in flight and where, for the live view and for `runs` (flight.json)."""
+        rows = [{"number": n, "name": it["name"], "where": h.where, "since": h.started,
+                 "epoch": h.epoch} for n, (h, it) in sorted(self.flight.items())]
+        if rows == self._published:
+            return
+        self._published = rows
+        self.event("flight", candidates=rows)
+        path = self.dir / "flight.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"updated": time.time(), "candidates": rows}))
+        tmp.replace(path)
 
     def summary(self, stop: str, final: list[dict]) -> dict:
         s = self.standing

@@ -43,9 +43,11 @@ class ModelRepository:
         self.repo.index.add(["README.md"])
         self.repo.index.commit("model repository of one run", author=AUTHOR, committer=AUTHOR)
 
-    EXCLUDED = ("ledger.sqlite*", "exchanges.jsonl", "report.html", "sealed/", "driver.lock")
+    EXCLUDED = ("ledger.sqlite*", "exchanges.jsonl", "report.html", "sealed/", "driver.lock",
+                "flight.json")
     """The run's files beside the work tree, never in an iteration's commit (sealed/ holds
-    the test-trial moments that only the finalists' scoring reads)."""
+    the test-trial moments that only the finalists' scoring reads; flight.json what the
+    driver has in flight)."""
 
     def _exclude(self) -> None:
         path = self.path / ".git" / "info" / "exclude"
@@ -73,13 +75,14 @@ class ModelRepository:
         message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         return self.repo.index.commit(message, author=AUTHOR, committer=AUTHOR).hexsha
 
-    def drop_after(self, number: int) -> list[str]:
-        """Delete the branches of iterations after `number` (left in flight by a killed run)."""
+    def drop_unrecorded(self, recorded: set[int]) -> list[str]:
+        """Delete the branches of iterations not in `recorded` (in flight when a run was
+        killed, or prepared and never run)."""
         lock = self.path / ".git" / "index.lock"
         if lock.exists():  # a commit cut short by kill -9; no other writer exists
             lock.unlink()
         self.repo.git.checkout("main", force=True)
-        dropped = [b for n, b, _ in self.iterations() if n > number]
+        dropped = [b for n, b, _ in self.iterations() if n not in recorded]
         for branch in dropped:
             self.repo.delete_head(branch, force=True)
         return dropped

@@ -53,6 +53,16 @@ class Run:
             return row["status"]
         return "running" if driver_lock.held(self.dir) else "crashed"
 
+    def in_flight(self) -> list[dict]:
+        """The candidates the driver has training now (its flight.json): number, name,
+        where, since, newest epoch. Bounded, and only dicts pass."""
+        try:
+            data = json.loads((self.dir / "flight.json").read_text()[:1 << 20])
+        except (OSError, ValueError):
+            return []
+        rows = data.get("candidates") if isinstance(data, dict) else None
+        return [c for c in rows[:256] if isinstance(c, dict)] if isinstance(rows, list) else []
+
 
 def runs(run_dir: Path) -> list[Run]:
     """Every run in `run_dir`, oldest first."""

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from agent.browse_cli import RunDir, finals_table, iteration_table
-from agent.config import OBJECTIVES, PRESETS, RunConfig
+from agent.config import EXECUTORS, OBJECTIVES, PRESETS, RunConfig
 from agent.console import UsageError, dataset_at, dataset_by_fingerprint, out, say
 from descartes_core.dataset import Dataset
 
@@ -93,6 +93,22 @@ def run(
     device: Annotated[str, typer.Option(
         help="Training device: auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of training and of the architect.")] = 0,
+    parallel: Annotated[int, typer.Option(
+        min=1, help="Candidates training at once; each finished one is recorded and the next "
+        "proposal sees it. 1: the serial search.")] = D.parallel,
+    executor: Annotated[str, typer.Option(
+        help="Where candidates train: local (slots on this machine, one GPU share each) or "
+        "ray (Ray tasks, on a local instance or the cluster at --ray-address).")
+    ] = D.executor,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --executor ray: join this cluster (auto or HOST:PORT) "
+        "instead of starting a local instance on 127.0.0.1.", show_default=False)] = None,
+    gpus_per_candidate: Annotated[float, typer.Option(
+        "--gpus-per-candidate", min=0.0, help="GPUs per candidate on GPU hosts (0.5 packs two "
+        "onto one GPU).")] = D.gpus_per_candidate,
+    cpus_per_candidate: Annotated[int, typer.Option(
+        "--cpus-per-candidate", min=1, help="CPU threads per candidate (1 keeps a CPU score "
+        "reproducible across thread counts).")] = D.cpus_per_candidate,
     run_dir: RunDir = Path("generated_models"),
     resume: Annotated[str | None, typer.Option(
         "--resume", help="Continue this run (after a crash or kill) with its own settings: "
@@ -127,6 +143,10 @@ def run(
             raise UsageError(f"--preset {preset}: expected {', '.join(PRESETS)}")
         if sandbox not in ("auto", "docker", "process"):
             raise UsageError(f"--sandbox {sandbox}: expected auto, docker or process")
+        if executor not in EXECUTORS:
+            raise UsageError(f"--executor {executor}: expected {', '.join(EXECUTORS)}")
+        if ray_address is not None and executor != "ray":
+            raise UsageError("--ray-address needs --executor ray")
         if objective.replace("-", "_") not in OBJECTIVES:
             raise UsageError(f"--objective {objective}: expected "
                              f"{', '.join(o.replace('_', '-') for o in OBJECTIVES)}")
@@ -154,7 +174,10 @@ def run(
                         max_total_hours=max_total_hours,
                         max_cost=max_cost, max_repairs=max_repairs, sandbox=sandbox,
                         allow_degraded=allow_degraded,
-                        device=device, seed=seed, train=train)
+                        device=device, seed=seed, train=train, parallel=parallel,
+                        executor=executor, ray_address=ray_address,
+                        gpus_per_candidate=gpus_per_candidate,
+                        cpus_per_candidate=cpus_per_candidate)
         run_id = new_run_id()
     _search(cfg, ds, run_id, api_key)
 

@@ -10,6 +10,8 @@ search is, which families are exhausted and who the finalists are.
   resamples, so replicate k of two models saw the same trials). That is a one-sided
   paired bootstrap test at 90 %: a lead the trials cannot tell from noise is not a
   new best, and an expansion that brings one counts as stale.
+- Infrastructure: an iteration whose evaluation the machinery broke (a worker or node
+  that died twice) uses an expansion but is never stale nor a miss of its family.
 - Finalists: the best, then the next eligible iterations by objective count (spike r
   breaks ties), up to ``k``; they alone are scored on the locked test trials.
 
@@ -76,13 +78,15 @@ def standing(iterations: list[dict], objective: str, target: int | None = None) 
             s.target_reached_by = it
         props = it.get("properties")  # the architect's own words: a family must be a name
         family = props.get("family") if isinstance(props, dict) else None
-        if isinstance(family, str) and family and not improved:
+        blameless = it.get("failure_kind") == "infrastructure"  # the machinery failed
+        if isinstance(family, str) and family and not improved and not blameless:
             misses[family] += 1
         if it.get("architect") == "template":
             s.templates_done |= {it["name"]}
         else:
             s.expansions += 1
-            s.stale = 0 if improved else s.stale + 1
+            if not blameless:
+                s.stale = 0 if improved else s.stale + 1
     s.exhausted = tuple(sorted(f for f, n in misses.items() if n >= EXHAUSTED_AFTER))
     return s
 

@@ -39,6 +39,7 @@ from sandbox.process import (
     pid_alive,
     python_path,
     site_packages,
+    thread_environment,
 )
 
 LABEL = "descartes-sandbox"
@@ -134,6 +135,15 @@ def _mounts(job: Path, out: Path) -> dict:
     return mounts
 
 
+def _gpu_requests(lim: Limits) -> list | None:
+    """All GPUs (gpus None), the share named by CUDA_VISIBLE_DEVICES, or none ("")."""
+    if not has_gpu() or lim.gpus == "":
+        return None
+    if lim.gpus is None:
+        return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return [docker.types.DeviceRequest(device_ids=lim.gpus.split(","), capabilities=[["gpu"]])]
+
+
 def run(c, job: Path, out: Path, lim: Limits,
         tick: Callable[[], None] | None = None) -> tuple[int, str, str, bool]:
     """Same contract as :func:`sandbox.process.run`."""
@@ -145,19 +155,21 @@ def run(c, job: Path, out: Path, lim: Limits,
         network_mode="none", read_only=True,
         tmpfs={"/tmp": "rw,size=64m,noexec,nosuid"}, working_dir=OUT,
         mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m",
-        pids_limit=lim.nproc * 2, nano_cpus=2_000_000_000,
+        pids_limit=lim.nproc * 2, nano_cpus=max(2, lim.threads) * 1_000_000_000,
         cap_drop=["ALL"], security_opt=["no-new-privileges:true"], user="65534:65534",
         init=True, labels={LABEL: "1", OWNER: str(os.getpid())},
         # a flood of stdout must not fill the host's disk through the engine's log file
         log_config=docker.types.LogConfig(type="json-file",
                                           config={"max-size": "1m", "max-file": "1"}),
         environment={"PYTHONPATH": python_path(len(site_packages())), "HOME": "/tmp",
-                     "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+                     "PYTHONDONTWRITEBYTECODE": "1",
+                     # the GPU share is the container's devices, numbered from 0 inside
+                     **{k: v for k, v in thread_environment(lim).items()
+                        if k != "CUDA_VISIBLE_DEVICES"}},
         volumes=_mounts(job, out),
         ulimits=[docker.types.Ulimit(name="fsize", soft=lim.file_mb * mb, hard=lim.file_mb * mb),
                  docker.types.Ulimit(name="core", soft=0, hard=0)],
-        device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        if has_gpu() else None,
+        device_requests=_gpu_requests(lim),
     )
     timed_out = False
     try:

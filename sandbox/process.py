@@ -55,6 +55,10 @@ class Limits:
     cuda: bool = False
     """The job may use CUDA: no address-space cap in the process backend (a CUDA context
     reserves far more virtual memory than it uses); docker's memory cgroup still applies."""
+    threads: int = 1
+    """CPU threads of the job's BLAS and torch (several jobs share a host's cores)."""
+    gpus: str | None = None
+    """CUDA_VISIBLE_DEVICES of the job (a share of the host's GPUs); None: all of them."""
 
 
 def has_gpu() -> bool:
@@ -179,10 +183,18 @@ def _limits(lim: Limits):
     return apply
 
 
-def _environment(level: str) -> dict[str, str]:
+def thread_environment(lim: Limits) -> dict[str, str]:
+    """The job's thread count and GPU share, as the environment torch reads at import."""
+    env = {k: str(max(1, lim.threads)) for k in
+           ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    if lim.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = lim.gpus
+    return env
+
+
+def _environment(level: str, lim: Limits) -> dict[str, str]:
     env = {
-        "PATH": os.defpath, "HOME": "/tmp", "LANG": "C.UTF-8",
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "PATH": os.defpath, "HOME": "/tmp", "LANG": "C.UTF-8", **thread_environment(lim),
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "PYTHONNOUSERSITE": "1",
     }
     if level == "bwrap":
@@ -204,7 +216,7 @@ def run(job: Path, out: Path, lim: Limits, level: str,
     timed_out = False
     with open(log_path, "wb") as sink:
         proc = subprocess.Popen(_wrap(level, job, out, lim), stdout=sink, stderr=sink,
-                                stdin=subprocess.DEVNULL, cwd=out, env=_environment(level),
+                                stdin=subprocess.DEVNULL, cwd=out, env=_environment(level, lim),
                                 start_new_session=True, preexec_fn=_limits(lim))
         deadline = time.monotonic() + lim.timeout_s
         try:

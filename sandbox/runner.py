@@ -35,15 +35,17 @@ BACKENDS = ("docker", "process", "degraded")
 process backend with whatever the host allows (chosen with --allow-degraded only)."""
 
 
-def evaluate_limits(time_budget_h: float, device: str = "auto") -> Limits:
+def evaluate_limits(time_budget_h: float, device: str = "auto", threads: int = 1,
+                    gpus: str | None = None) -> Limits:
     """Limits of a training job. Training stops itself at its budget; the rollouts of every
     trial (trained and untrained) and the start-up come on top. Memory is sized for
     full datasets (the default one needs about 6 GiB of address space) but stays well
     inside the host's RAM."""
     ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
-    cuda = device != "cpu" and process.has_gpu()
+    cuda = device != "cpu" and process.has_gpu() and gpus != ""
     return Limits(timeout_s=time_budget_h * 3600.0 * 1.5 + 900.0,
-                  memory_mb=int(min(16384, 0.6 * ram_mb)), file_mb=4096, cuda=cuda)
+                  memory_mb=int(min(16384, 0.6 * ram_mb)), file_mb=4096, cuda=cuda,
+                  threads=threads, gpus=gpus)
 
 
 @dataclass
@@ -93,6 +95,17 @@ def docker_client(log=print):
     return c
 
 
+def remove_stale_containers(backend: str) -> None:
+    """Containers whose owner died (a killed driver's, a killed Ray worker's) on this host."""
+    if backend != "docker":
+        return
+    from sandbox import docker_backend
+
+    c = docker_backend.client()
+    if c is not None:
+        docker_backend.remove_stale(c)
+
+
 DEGRADED_FIX = ("install bubblewrap (apt-get install bubblewrap) or start a docker engine, "
                 "or pass --allow-degraded to run candidates with less isolation")
 
@@ -127,16 +140,24 @@ class OutputOverflow(Exception):
     """The job wrote more into its output folder than its limits allow."""
 
 
+class Cancelled(Exception):
+    """The job was cancelled by its caller; its worker was killed."""
+
+
 class _Watch:
     """Called while the worker runs: reads its epoch lines as they come (untrusted, so only
     numbers pass) and, once a second, stops a job whose output folder outgrows its limit
     (the file-size limit caps each file, not how many there are)."""
 
-    def __init__(self, out: Path, lim: Limits, report: Callable[[dict], None] | None):
+    def __init__(self, out: Path, lim: Limits, report: Callable[[dict], None] | None,
+                 cancelled: Callable[[], bool] | None = None):
         self.path, self.report, self.offset = out / protocol.PROGRESS, report, 0
+        self.cancelled = cancelled
         self.out, self.max_bytes, self.next_scan = out, lim.file_mb << 20, 0.0
 
     def __call__(self) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled("cancelled")  # the backend kills the worker on its way out
         if time.monotonic() >= self.next_scan:
             self.next_scan = time.monotonic() + 1.0
             self._scan()
@@ -194,11 +215,12 @@ def _run_worker(backend: str, job: Path, out: Path, lim: Limits, level: str | No
 
 def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
             lim: Limits = CHECK_LIMITS, level: str | None = None,
-            backend: str = "process", progress: Callable[[dict], None] | None = None
-            ) -> Outcome:
+            backend: str = "process", progress: Callable[[dict], None] | None = None,
+            cancelled: Callable[[], bool] | None = None) -> Outcome:
     """One worker job in the sandbox, without the static policy (the sandbox's own tests).
 
-    `progress` receives {epoch, total, train_loss, val_loss} while a model trains. The job
+    `progress` receives {epoch, total, train_loss, val_loss} while a model trains; once
+    `cancelled()` is true the worker is killed and Cancelled raised. The job
     folder holds the request and `arrays` and nothing else; the worker sees no other file
     of the host's but the interpreter and the code (sandbox.process, sandbox.docker_backend).
     """
@@ -211,7 +233,7 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
         protocol.write_request(job, task, source, {"max_params": MAX_PARAMS, **config})
         if arrays:
             np.savez(job / protocol.ARRAYS, **arrays)
-        watch = _Watch(out, lim, progress)
+        watch = _Watch(out, lim, progress, cancelled)
         start = time.monotonic()
         overflow = None
         try:
@@ -272,9 +294,11 @@ def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
 def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, *,
              latent_dim: int = 64, train: dict | None = None, teacher: np.ndarray | None = None,
              counts: np.ndarray | None = None, lim: Limits | None = None,
-             level: str | None = None, backend: str = "process",
-             progress: Callable[[dict], None] | None = None) -> Outcome:
-    """Train and roll out in the sandbox. `targets`, `teacher` and `counts` (spike counts,
+             level: str | None = None, backend: str = "process", threads: int = 1,
+             gpus: str | None = None, progress: Callable[[dict], None] | None = None,
+             cancelled: Callable[[], bool] | None = None) -> Outcome:
+    """Train and roll out in the sandbox, on `threads` CPU threads and the GPUs `gpus`
+    (CUDA_VISIBLE_DEVICES; None: all). `targets`, `teacher` and `counts` (spike counts,
     for a count loss) must already hide every trial outside the split: only its rows
     travel, the rest are sent as zeros whatever the caller passed."""
     if {"selection", "test"} & set(split):
@@ -298,6 +322,6 @@ def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, 
         from descartes_core.training import TrainConfig
 
         lim = evaluate_limits(float(train.get("time_budget_h", TrainConfig.time_budget_h)),
-                              str(train.get("device", TrainConfig.device)))
-    return run_job("evaluate", source, config, arrays, lim, level, backend, progress)
+                              str(train.get("device", TrainConfig.device)), threads, gpus)
+    return run_job("evaluate", source, config, arrays, lim, level, backend, progress, cancelled)
 

@@ -25,7 +25,13 @@ EVENTS = [
     ("phase", {"phase": "expansions"}),
     ("iteration", {"number": 3}),
     ("repair", {"attempt": 1, "feedback": "policy: line 1, col 0: import of 'os'"}),
-    ("activity", {"what": "training", "name": "two-pop", "backend": "docker"}),
+    ("activity", {"what": "training", "name": "two-pop", "backend": "docker", "number": 3,
+                  "where": "local slot 1 (cpu)"}),
+    ("flight", {"candidates": [
+        {"number": 3, "name": "two-pop", "where": "local slot 1 (cpu)", "since": 0.0,
+         "epoch": {"epoch": 2, "total": 5, "train_loss": 0.4, "val_loss": 0.5}},
+        {"number": 4, "name": "nan-net", "where": "ray node 1a2b3c4d (vm, pid 7)",
+         "since": 0.0, "epoch": None}]}),
     ("epoch", {"epoch": 4, "total": 10, "train_loss": 0.5123, "val_loss": 0.6345}),
 ]
 
@@ -44,7 +50,8 @@ def test_the_panel_shows_phase_activity_training_bar_and_budget():
     text = buf.getvalue()
     for words in ("offline architect · docker sandbox", "expansions · iteration 3",
                   "training two-pop", "epoch 4/10", "train 0.5123", "val 0.6345",
-                  "repair 1: policy"):
+                  "repair 1: policy", "#3 two-pop on local slot 1 (cpu), epoch 2/5",
+                  "#4 nan-net on ray node 1a2b3c4d (vm, pid 7)"):
         assert words in panel, words
     assert "━" in panel  # the progress bar
     for words in ("#  3 two-pop", "— new best", "0.25 h training · 1/10 expansions · $0.42",
@@ -91,7 +98,7 @@ def test_without_a_terminal_it_falls_back_to_plain_lines():
         view.event("epoch", epoch=2, total=5, train_loss=0.4, val_loss=0.5)
     assert lines[0].startswith("run r1 in d/r1 (architect: offline, sandbox: docker")
     assert "  repair 1: policy: line 1, col 0: import of 'os'" in lines
-    assert "  training two-pop (docker sandbox)" in lines
+    assert "  training #3 two-pop (docker sandbox, local slot 1 (cpu))" in lines
     assert recorded.startswith("#  3 two-pop") and "new best" not in recorded
     assert "beyond controls 12 [8–15.5], recovered 61/160 [55–66]" in recorded
     failed, old, phase, final = lines[-4:]

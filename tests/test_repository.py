@@ -101,9 +101,9 @@ def test_a_hash_prefix_of_digits_only_is_not_taken_for_an_iteration_number(repo)
     assert repo.resolve("0001")[0] == "iter/0001-ltc-cell"
 
 
-def test_dropping_the_iterations_after_a_number(repo):
+def test_dropping_the_iterations_the_ledger_does_not_hold(repo):
     (repo.path / ".git" / "index.lock").write_text("")  # left by a kill -9 mid-commit
-    assert repo.drop_after(1) == ["iter/0002-gru-ode-midpoint"]
+    assert repo.drop_unrecorded({1}) == ["iter/0002-gru-ode-midpoint"]
     assert [n for n, _, _ in repo.iterations()] == [1]
     repo.commit(repo.branch_name(2, "again"), {"model.py": "b = 1\n"}, "redone")
     assert repo.read("2") == "b = 1\n"

@@ -1,0 +1,142 @@
+"""The Ray executor: each evaluation a Ray task with `num_cpus`/`num_gpus` per candidate
+(fractional GPUs pack several candidates onto one), its sandbox started on the node that
+runs it.
+
+Without an address it starts a Ray instance of its own, bound to 127.0.0.1 with the
+dashboard and usage statistics off, and stops it at the end; a driver killed with -9
+takes that instance and its tasks with it. With an address (`auto` or HOST:PORT) it joins
+an existing cluster, whose nodes must run this project's environment; Ray ends a dead
+driver's tasks there. The workload goes to the object store once per run. A task whose
+worker or node dies is retried once wherever Ray places it, then comes back as
+``infrastructure``. A small actor tells the driver where each task runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+
+from agent.executor import (
+    TRIES,
+    Done,
+    Handle,
+    Job,
+    Workload,
+    describe,
+    infrastructure,
+    train_job,
+)
+
+
+def _where() -> str:
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()[:8]
+    return f"ray node {node} ({socket.gethostname()}, pid {os.getpid()})"
+
+
+def _train_on_node(workload: Workload, job: Job, threads: int, board, tag: str) -> tuple:
+    """The task: train in a sandbox on this node, with the GPUs Ray gave it."""
+    import ray
+
+    where = _where()
+    board.mark.remote(tag, where)
+    gpus = ",".join(str(g) for g in ray.get_gpu_ids())  # "": none were reserved
+    return train_job(workload, job, threads=threads, gpus=gpus), where
+
+
+class _Board:
+    """Where each job runs, as its task reports it."""
+
+    def __init__(self):
+        self.where: dict[str, str] = {}
+
+    def mark(self, key: str, where: str) -> None:
+        self.where[key] = where
+
+    def snapshot(self) -> dict[str, str]:
+        return dict(self.where)
+
+
+class RayExecutor:
+    kind = "ray"
+
+    def __init__(self, workload: Workload, parallel: int = 1, *, cpus_per_candidate: int = 1,
+                 gpus_per_candidate: float = 0.0, address: str | None = None):
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # read by ray at start and at init
+        import ray
+
+        self.ray, self.parallel, self.threads = ray, parallel, cpus_per_candidate
+        self.owned = address is None and not ray.is_initialized()
+        if self.owned:
+            ray.init(num_cpus=max(os.cpu_count() or 1, cpus_per_candidate),
+                     _node_ip_address="127.0.0.1", include_dashboard=False,
+                     log_to_driver=False, logging_level="warning")
+        elif not ray.is_initialized():
+            ray.init(address=address, log_to_driver=False, logging_level="warning")
+        if not ray.cluster_resources().get("GPU"):
+            gpus_per_candidate = 0.0  # a CPU cluster: a GPU request would never be met
+        self.options = {"num_cpus": cpus_per_candidate, "num_gpus": gpus_per_candidate,
+                        "max_retries": 0}  # retried here, so the ledger can say so
+        self.task = ray.remote(_train_on_node)
+        self.board = ray.remote(num_cpus=0)(_Board).remote()
+        self.workload = ray.put(workload)  # once per run
+        self.live: dict[int, Handle] = {}
+        self.next_look = 0.0
+
+    def _launch(self, h: Handle) -> None:
+        h.ref = self.task.options(name=f"candidate-{h.job.key}", **self.options).remote(
+            self.workload, h.job, self.threads, self.board, f"{h.job.key}/{h.tries}")
+
+    def submit(self, job: Job) -> Handle:
+        h = Handle(job, where="ray (waiting for a node)")
+        self._launch(h)
+        self.live[id(h)] = h
+        return h
+
+    def wait(self, handles: Sequence[Handle], timeout: float) -> list[Handle]:
+        by_ref = {h.ref: h for h in handles}
+        ready, _ = self.ray.wait(list(by_ref), num_returns=len(by_ref), timeout=timeout)
+        self._look()
+        done = []
+        for ref in ready:
+            h = by_ref[ref]
+            try:
+                h.outcome, h.where = self.ray.get(ref)
+            except self.ray.exceptions.RayError as e:  # the worker, its node or the sandbox
+                why = describe(e)
+                if h.tries < TRIES:
+                    h.tries, h.retried, h.where = h.tries + 1, why, "ray (retrying)"
+                    self._launch(h)
+                    continue
+                h.outcome = infrastructure(h.job, h.tries, why, time.time() - h.started)
+            done.append(h)
+        return done
+
+    def _look(self) -> None:
+        """Where the running tasks are, from the board (every few seconds)."""
+        if time.monotonic() < self.next_look:
+            return
+        self.next_look = time.monotonic() + 2.0
+        try:
+            where = self.ray.get(self.board.snapshot.remote(), timeout=5)
+        except self.ray.exceptions.RayError:
+            return
+        for h in self.live.values():
+            h.where = where.get(f"{h.job.key}/{h.tries}", h.where)
+
+    def result(self, handle: Handle) -> Done:
+        self.live.pop(id(handle), None)
+        return Done(handle.job, handle.outcome, handle.where, handle.tries, handle.retried)
+
+    def cancel(self, handle: Handle) -> None:
+        self.live.pop(id(handle), None)
+        self.ray.cancel(handle.ref, force=True)  # kills the worker; bubblewrap dies with it
+
+    def close(self) -> None:
+        for h in list(self.live.values()):
+            self.cancel(h)
+        if self.owned:
+            self.ray.shutdown()
