@@ -47,6 +47,18 @@ def _train_on_node(workload: Workload, job: Job, threads: int, board, tag: str) 
     return train_job(workload, job, threads=threads, gpus=gpus), where
 
 
+def _token_auth_as_ray_start_does() -> None:
+    """`ray start` turns token authentication on when a token is at hand (~/.ray/auth_token
+    or RAY_AUTH_TOKEN); a driver joining it must do the same, which ray.init does not."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray: RAY_AUTH_MODE=token is the user's to set
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 class _Board:
     """Where each job runs, as its task reports it."""
 
@@ -66,6 +78,10 @@ class RayExecutor:
     def __init__(self, workload: Workload, parallel: int = 1, *, cpus_per_candidate: int = 1,
                  gpus_per_candidate: float = 0.0, address: str | None = None):
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # read by ray at start and at init
+        if address is None or address.split(":")[0] in ("127.0.0.1", "localhost"):
+            # one machine: Ray must not swap 127.0.0.1 for the host's public address (it
+            # does so to reach other nodes); read when ray is imported
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         import ray
 
         self.ray, self.parallel, self.threads = ray, parallel, cpus_per_candidate
@@ -75,6 +91,7 @@ class RayExecutor:
                      _node_ip_address="127.0.0.1", include_dashboard=False,
                      log_to_driver=False, logging_level="warning")
         elif not ray.is_initialized():
+            _token_auth_as_ray_start_does()
             ray.init(address=address, log_to_driver=False, logging_level="warning")
         if not ray.cluster_resources().get("GPU"):
             gpus_per_candidate = 0.0  # a CPU cluster: a GPU request would never be met

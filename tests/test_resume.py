@@ -68,3 +68,51 @@ def test_resume_after_kill_keeps_finished_iterations_and_redoes_the_one_in_fligh
     commits = [c.message for c in r.repo.repo.iter_commits(rows[2]["branch"])]
     assert len([m for m in commits if "final, held out" not in m]) == 3
     assert r.state() == "finished"
+
+
+def _sandbox_workers() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "sandbox.worker" in line]
+
+
+def test_kill_9_with_two_in_flight_then_resume_loses_nothing_and_leaves_no_orphan(tmp_path):
+    args = ["run", "--preset", "smoke", "--sandbox", "process", "--parallel", "2",
+            "--run-dir", str(tmp_path)]
+    proc = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+    def two_in_flight_after_one_recorded():
+        found = runs.runs(tmp_path)
+        if not found or not found[0].ledger.iterations(found[0].id):
+            return False
+        return len(found[0].in_flight()) == 2 and len(_sandbox_workers()) == 2
+
+    try:
+        _wait_for(two_in_flight_after_one_recorded, proc)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone: what it started must follow
+        proc.wait()
+    (r,) = runs.runs(tmp_path)
+    kept = r.ledger.iterations(r.id)
+    in_flight = {c["number"] for c in r.in_flight()}
+    assert len(in_flight) == 2 and not in_flight & {row["number"] for row in kept}
+    end = time.monotonic() + 30.0
+    while (r.state() != "crashed" or _sandbox_workers()) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert r.state() == "crashed" and _sandbox_workers() == []  # sandboxes die with it
+
+    done = subprocess.run([*CLI, "run", "--resume", r.id, "--run-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    r = runs.open_run(tmp_path, r.id)
+    rows = r.ledger.iterations(r.id)
+    assert [row["number"] for row in rows] == [1, 2, 3, 4, 5]  # the two redone, none twice
+    by_number = {row["number"]: row for row in rows}
+    for before in kept:
+        after = by_number[before["number"]]
+        assert (before["commit_sha"], before["created"]) == (after["commit_sha"],
+                                                             after["created"])
+    assert sorted(row["name"] for row in rows if row["architect"] == "template") == ["T1", "T5"]
+    assert [n for n, _, _ in r.repo.iterations()] == [1, 2, 3, 4, 5]
+    assert r.state() == "finished" and _sandbox_workers() == []
+    assert not (r.dir / "flight.json").exists()
