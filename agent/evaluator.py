@@ -20,7 +20,7 @@ import numpy as np
 from agent import executor
 from descartes_core import baselines, contract, controls, scoring
 from descartes_core.dataset import Dataset
-from sandbox import policy, runner
+from sandbox import policy, process, runner
 
 
 @dataclass
@@ -135,7 +135,12 @@ class Evaluator:
                                   progress=progress)
 
     def measure(self, out: runner.Outcome) -> Result:
-        """Status, selection scores and sealed test moments of a trained candidate."""
+        """Status, selection scores and sealed test moments of a trained candidate (no
+        sandbox is forked meanwhile: sandbox.process.FORK_LOCK)."""
+        with process.FORK_LOCK:
+            return self._measure(out)
+
+    def _measure(self, out: runner.Outcome) -> Result:
         record = out.record or {}
         result = Result("failed", record, out.isolation, out.wall_s / 3600.0)
         if out.error or not out.arrays:

@@ -211,6 +211,9 @@ def _search(cfg, ds: Dataset, run_id: str, api_key: str | None) -> None:
         orch = Orchestrator(cfg, ds, run_id=run_id, architect=arch, monitor=view)
     except (SandboxError, llm.ArchitectError, RunLocked) as e:
         raise UsageError(str(e)) from None
+    except ConnectionError as e:  # Ray's, for a cluster that does not answer
+        raise UsageError(f"--ray-address {cfg.ray_address}: {str(e).splitlines()[0]}"
+                         ) from None
     with view:
         summary = orch.run()
     _final_summary(summary, orch)

@@ -32,12 +32,19 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+FORK_LOCK = threading.Lock()
+"""Held while a worker is forked and while the driver scores: a fork from one thread while
+another is inside OpenBLAS leaves the driver's BLAS thread pool spinning forever (its
+at-fork handler shuts the pool down under the running call). Seen with --parallel and the
+finalists' reruns, which start sandboxes from executor threads."""
 
 
 @dataclass(frozen=True)
@@ -215,9 +222,11 @@ def run(job: Path, out: Path, lim: Limits, level: str,
     log_path = out.parent / "worker.log"  # outside OUT: the candidate cannot replace it
     timed_out = False
     with open(log_path, "wb") as sink:
-        proc = subprocess.Popen(_wrap(level, job, out, lim), stdout=sink, stderr=sink,
-                                stdin=subprocess.DEVNULL, cwd=out, env=_environment(level, lim),
-                                start_new_session=True, preexec_fn=_limits(lim))
+        with FORK_LOCK:
+            proc = subprocess.Popen(_wrap(level, job, out, lim), stdout=sink, stderr=sink,
+                                    stdin=subprocess.DEVNULL, cwd=out,
+                                    env=_environment(level, lim), start_new_session=True,
+                                    preexec_fn=_limits(lim))
         deadline = time.monotonic() + lim.timeout_s
         try:
             while proc.poll() is None:
