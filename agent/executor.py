@@ -209,8 +209,8 @@ class LocalExecutor:
                 except Exception as e:  # the machinery, not the candidate: runner never
                     why = describe(e)   # raises for a candidate's fault
                     retried = retried or why
-            return Done(h.job, infrastructure(h.job, TRIES, why, time.time() - h.started),
-                        h.where, TRIES, retried)
+            return Done(h.job, infrastructure(h.job, tries, why, time.time() - h.started),
+                        h.where, tries, retried)
         finally:
             self.free.put(slot)
 

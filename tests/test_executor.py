@@ -33,6 +33,7 @@ def test_a_sandbox_that_cannot_start_is_retried_once_then_infrastructure():
     assert done.tries == executor.TRIES == 2
     assert done.outcome.error["kind"] == "infrastructure"
     assert "SandboxError" in done.retried and "no-such-backend" in done.outcome.error["message"]
+    assert "failed 2 times" in done.outcome.error["message"]
 
 
 def _workers() -> list[str]:
