@@ -71,8 +71,12 @@ def test_resume_after_kill_keeps_finished_iterations_and_redoes_the_one_in_fligh
 
 
 def _sandbox_workers() -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "sandbox.worker" in line]
+    """One line per sandbox: its outermost process (bubblewrap runs three per candidate)."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True,
+                         text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines() if "sandbox.worker" in line]
+    pids = {pid for pid, _, _ in rows}
+    return [args for _, ppid, args in rows if ppid not in pids]
 
 
 def test_kill_9_with_two_in_flight_then_resume_loses_nothing_and_leaves_no_orphan(tmp_path):
