@@ -65,6 +65,7 @@ def main() -> None:
     while kills < args.kills:
         cmd = start_args if run_id is None else ["run", "--resume", run_id, "--run-dir",
                                                  str(run_dir)]
+        before = {r.id for r in runs.runs(run_dir)}
         proc = subprocess.Popen(CLI + cmd, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
@@ -73,7 +74,11 @@ def main() -> None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
-            r = runs.open_run(run_dir, run_id)
+            new = [r for r in runs.runs(run_dir) if r.id == run_id or r.id not in before]
+            if not new:  # killed before its folder existed: nothing to resume
+                print(f"kill {kills:2d}: before the run began", flush=True)
+                continue
+            (r,) = new
             run_id = r.id
             end = time.monotonic() + 30
             while (r.state() != "crashed" or workers()) and time.monotonic() < end:
