@@ -194,6 +194,7 @@ def replay(
     """
     from agent import runs
     from agent.evaluator import Evaluator
+    from agent.library import imports_of
     from sandbox import runner
 
     r, branch, commit = runs.find(run_dir, ref, run_id)
@@ -212,7 +213,7 @@ def replay(
     ev = Evaluator(ds, backend=backend, latent_dim=recorded["latent_dim"],
                    threshold=recorded["threshold"], margin=recorded.get("margin", 0.05),
                    train=recorded["train"])
-    again = ev.measure(ev.train(source))
+    again = ev.measure(ev.train(source, library=imports_of(r.repo, commit, source)))
     a, b = recorded.get("scores"), again.scores
     if not (a and b):
         say(f"recorded: {recorded['status']}; replayed: {again.status} "

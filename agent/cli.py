@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent import browse_cli, live, search_cli
+from agent import browse_cli, library_cli, live, search_cli
 from agent.console import UsageError, dataset_at, err, out, progress, progress_epochs
 from agent.inert import fmt
 from agent.repository import RefError
@@ -34,6 +34,7 @@ sandbox_app = typer.Typer(help="The sandbox that runs generated model code.",
 app.add_typer(sandbox_app, name="sandbox")
 search_cli.register(app)
 browse_cli.register(app)
+library_cli.register(app)
 def _summary(ds: dataset.Dataset, where: Path) -> None:
     meta = ds.meta
     n, t, _ = ds.inputs.shape

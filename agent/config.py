@@ -84,6 +84,12 @@ class RunConfig:
     """GPUs per candidate on a GPU host or cluster (less than 1 packs several onto one)."""
     cpus_per_candidate: int = 1
     """CPU threads per candidate (one thread keeps a CPU score reproducible)."""
+    library: str | None = None
+    """An earlier run (its folder, or its id in run_dir) whose verified library blocks
+    this run starts from; None: an empty library."""
+    learn: bool = True
+    """Mine, verify and offer library blocks (False: every candidate starts from scratch,
+    the peers' way; for comparisons)."""
     train: dict = field(default_factory=dict)
     """TrainConfig overrides (time_budget_h, max_epochs, …)."""
 

@@ -50,7 +50,8 @@ class _Canon(ast.NodeTransformer):
     .shape, builtins) is the library's and stays. Attributes are their own namespace, so
     ``self.latent_dim = latent_dim`` survives renaming either side alone."""
 
-    def __init__(self, tree: ast.AST):
+    def __init__(self, tree: ast.AST, numbers: bool = False):
+        self.numbers = numbers  # keep numeric literals (a block's constants are its own)
         self.names: set[str] = set()
         self.attrs: set[str] = set()
         self.args: set[str] = set()
@@ -140,10 +141,12 @@ class _Canon(ast.NodeTransformer):
     visit_Nonlocal = visit_Global
 
     def visit_UnaryOp(self, node):
-        return ast.Name(_NUMBER, ast.Load()) if _is_number(node) else self.generic_visit(node)
+        if _is_number(node) and not self.numbers:
+            return ast.Name(_NUMBER, ast.Load())
+        return self.generic_visit(node)
 
     def visit_Constant(self, node):
-        return ast.Name(_NUMBER, ast.Load()) if _is_number(node) else node
+        return ast.Name(_NUMBER, ast.Load()) if _is_number(node) and not self.numbers else node
 
 
 def skeleton_hash(source: str) -> str:
@@ -157,6 +160,18 @@ def skeleton_hash(source: str) -> str:
     try:
         tree = _strip_docstrings(ast.parse(source))
         canon = ast.dump(_Canon(tree).visit(tree), annotate_fields=False)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        canon = source
+    return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def block_hash(source: str) -> str:
+    """Hash of a code block up to names and layout: docstrings, comments and user
+    identifiers do not count, numeric literals do (two blocks alike but for a constant
+    compute different things). Of the raw text if it does not parse."""
+    try:
+        tree = _strip_docstrings(ast.parse(source))
+        canon = ast.dump(_Canon(tree, numbers=True).visit(tree), annotate_fields=False)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         canon = source
     return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()

@@ -109,9 +109,11 @@ class Evaluator:
         contract.MAX_LATENT_DIM, which the policy holds), else the run's."""
         return contract.source_width(source, self.latent_dim)
 
-    def check(self, source: str) -> dict:
-        """{"ok", "error": {"kind", "message"} | None, "check", "isolation"}."""
-        out = runner.check(source, latent_dim=self.width(source), backend=self.backend)
+    def check(self, source: str, library: dict[str, str] | None = None) -> dict:
+        """{"ok", "error": {"kind", "message"} | None, "check", "isolation"}; the source may
+        import the blocks of `library` (name → file)."""
+        out = runner.check(source, latent_dim=self.width(source), backend=self.backend,
+                           library=library)
         return {"ok": out.ok, "error": out.error, "check": out.check, "isolation": out.isolation}
 
     def workload(self) -> executor.Workload:
@@ -119,19 +121,22 @@ class Evaluator:
         return executor.Workload(self.ds.inputs, self.targets, self.teacher, self.counts,
                                  self.split, self.train_config, self.backend)
 
-    def job(self, source: str, key: str, seed: int | None = None) -> executor.Job:
+    def job(self, source: str, key: str, seed: int | None = None,
+            library: dict[str, str] | None = None) -> executor.Job:
         """A training of `source` (with `seed` instead of the run's, for a finalist's
-        reruns): its width, and whether it gets the teacher (distillation) and the spike
-        counts (a count loss)."""
-        props = policy.check(source).properties or {}
+        reruns), with the library blocks it imports: its width, and whether it gets the
+        teacher (distillation) and the spike counts (a count loss)."""
+        props = policy.check(source, library=frozenset(library or {})).properties or {}
         return executor.Job(key, source, self.width(source), seed,
                             teacher=props.get("gradient_strategy") == "distillation",
-                            counts=props.get("loss") in contract.COUNT_LOSSES)
+                            counts=props.get("loss") in contract.COUNT_LOSSES,
+                            library=tuple((library or {}).items()))
 
-    def train(self, source: str, progress=None, seed: int | None = None) -> runner.Outcome:
+    def train(self, source: str, progress=None, seed: int | None = None,
+              library: dict[str, str] | None = None) -> runner.Outcome:
         """Train here and now (replay); `progress` receives each epoch's {epoch, total,
         train_loss, val_loss} as it ends. The search trains through its executor."""
-        return executor.train_job(self.workload(), self.job(source, "now", seed),
+        return executor.train_job(self.workload(), self.job(source, "now", seed, library),
                                   progress=progress)
 
     def measure(self, out: runner.Outcome) -> Result:

@@ -69,6 +69,8 @@ class Job:
     """Send the teacher (a distillation candidate)."""
     counts: bool = False
     """Send the spike counts (a count loss)."""
+    library: tuple[tuple[str, str], ...] = ()
+    """(name, file) of the library blocks the source imports, in the order they load."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ def train_job(w: Workload, job: Job, *, threads: int = 1, gpus: str | None = Non
     return runner.evaluate(job.source, w.inputs, w.targets, w.split, latent_dim=job.latent_dim,
                            train=train, teacher=w.teacher if job.teacher else None,
                            counts=w.counts if job.counts else None, backend=w.backend,
-                           threads=threads, gpus=gpus, progress=progress, cancelled=cancelled)
+                           threads=threads, gpus=gpus, progress=progress, cancelled=cancelled,
+                           library=dict(job.library))
 
 
 def infrastructure(job: Job, tries: int, why: str, wall_s: float) -> runner.Outcome:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import statistics
 
+from agent.library import imports_of
 from agent.standing import finalists
 from descartes_core import scoring
 
@@ -83,7 +84,9 @@ def run(orch) -> list[dict]:
                 ledger.record_final(orch.run_id, it["number"], seed, "scored", None, 0.0,
                                     it["scores"], ev.final_scores(m))
                 continue
-            job = ev.job(orch.repo.read(it["branch"]), f"final-{it['number']:04d}-{seed}", seed)
+            source = orch.repo.read(it["branch"])
+            job = ev.job(source, f"final-{it['number']:04d}-{seed}", seed,
+                         imports_of(orch.repo, it["branch"], source))
             flight[orch.executor.submit(job)] = (it, seed)
     while flight:
         for h in orch.executor.wait(list(flight), 0.25):

@@ -251,6 +251,9 @@ class PlainLines:
                      f"({d['backend']} sandbox{where})")
         elif kind == "cancelled":
             self.say(f"  cancelled #{d['number']} {one_line(d.get('name'))}: {d['why']}")
+        elif kind == "library":
+            for change in d["changes"]:
+                self.say(f"  library: {one_line(change, 300)}")
         elif kind == "repair":
             self.say(f"  repair {d['attempt']}: {_first_line(d.get('feedback'), 200)}")
         elif kind == "architect_failure":
@@ -310,6 +313,10 @@ class LiveView:
                 s["epoch"] = d["candidates"][0]["epoch"]
         elif kind == "cancelled":
             s["last"] = f"cancelled #{d['number']} {one_line(d.get('name'), 80)}: {d['why']}"
+        elif kind == "library":
+            for change in d["changes"]:
+                self.console.print(f"  library: {one_line(change, 300)}", highlight=False,
+                                   markup=False)
         elif kind == "repair":
             s["activity"] = "repairing"
             s["last"] = f"repair {d['attempt']}: {_first_line(d.get('feedback'), 120)}"

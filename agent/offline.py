@@ -78,6 +78,8 @@ class Design:
     """per_cell: units per TC cell (the first one emits the events)."""
     rt_states: int = 2
     """per_cell: units per nRt cell."""
+    library: tuple[str, ...] = ()
+    """Library blocks the source imports instead of writing them."""
 
     @property
     def family(self) -> str:
@@ -180,10 +182,71 @@ def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
     return design
 
 
+def _with_library(d: Design, rng: random.Random, library: tuple[dict, ...],
+                  bias: dict) -> Design:
+    """The draw with library blocks where they fit: a vector field of the library in place
+    of the drawn one, half the time (the strongest most often), among those the gap and
+    the patterns leave open; a solver step or the ring the library holds, always (the
+    same code, imported)."""
+    names = {b["name"] for b in library}
+    use, why = [], list(d.reasons)
+    if d.layout == "pooled":
+        fits = [b for b in library if b["name"] in FIELDS and all(
+            v in bias.get(axis, [v]) for axis, v in zip(("cell", "coupling", "structure"),
+                                                        FIELDS[b["name"]], strict=True))]
+        if fits and rng.random() < 0.5:
+            pick = rng.choices(fits, weights=[1.0 / (k + 1) for k in range(len(fits))])[0]
+            cell, coupling, structure = FIELDS[pick["name"]]
+            d = dataclasses.replace(d, cell=cell, coupling=coupling, structure=structure)
+            use.append(pick["name"])
+            why.append(f"library: {pick['name']}, {pick['evidence']}")
+        if step_name(d.solver) in names:
+            use.append(step_name(d.solver))
+    elif "ring" in names:
+        use.append("ring")
+    return dataclasses.replace(d, library=tuple(use), reasons=tuple(why))
+
+
 def _props(d: Design) -> dict:
     return {"family": d.family, "time_handling": CELLS[d.cell][0],
             "gradient_strategy": d.strategy, "latent_structure": d.structure,
             "input_coupling": d.coupling, "solver": d.solver, "loss": d.loss}
+
+
+RING = '''
+
+def ring(reach):
+    """Each cell's neighbours within `reach` on the ring of cells, rows summing to 1."""
+    i = torch.arange(CELLS)
+    gap = (i[:, None] - i[None, :]).abs()
+    w = (torch.minimum(gap, CELLS - gap) <= reach).float()
+    return w / w.sum(1, keepdim=True)
+'''
+STEPS = {
+    "euler": "return z + field(z, u)",
+    "midpoint": "return z + field(z + 0.5 * field(z, u), u)",
+    "rk4": ("k1 = field(z, u)\nk2 = field(z + 0.5 * k1, u)\nk3 = field(z + 0.5 * k2, u)\n"
+            "k4 = field(z + k3, u)\nreturn z + (k1 + 2 * k2 + 2 * k3 + k4) / 6.0"),
+}
+"""The fixed-step solvers, each a top-level function of (field, z, u): a 1-ms step."""
+
+
+def step_name(solver: str) -> str:
+    return f"{solver}_step"
+
+
+def field_name(cell: str, coupling: str, structure: str) -> str:
+    return f"{cell.capitalize()}{coupling.capitalize()}{structure.capitalize()}Field"
+
+
+FIELDS = {field_name(c, cp, st): (c, cp, st)
+          for c in CELLS for cp in COUPLINGS for st in STRUCTURES}
+"""The vector fields this architect writes, by class name: what a library block of that
+name stands for in a design."""
+
+
+def _imports(d: Design) -> str:
+    return "".join(f"from library import {name}\n" for name in d.library)
 
 
 def _circuit_source(d: Design) -> str:
@@ -192,6 +255,7 @@ def _circuit_source(d: Design) -> str:
     block relaxing by exponential Euler, the latent as wide as the circuit's states."""
     width = 20 * (d.tc_states + d.rt_states + 2)
     doc = "; ".join(d.reasons) or "a broad draw"
+    ring = "" if "ring" in d.library else RING
     return f'''"""Offline architect: {d.name}.
 
 {textwrap.fill(doc, 88)}
@@ -204,18 +268,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from descartes_core.stiff import guard
-
+{_imports(d)}
 PROPERTIES = {json.dumps(_props(d), indent=4)}
 LATENT_DIM = {width}
-CELLS, K_TC, K_RT = 20, {d.tc_states}, {d.rt_states}
-
-
-def ring(reach):
-    """Each cell's neighbours within `reach` on the ring of cells, rows summing to 1."""
-    i = torch.arange(CELLS)
-    gap = (i[:, None] - i[None, :]).abs()
-    w = (torch.minimum(gap, CELLS - gap) <= reach).float()
-    return w / w.sum(1, keepdim=True)
+CELLS = 20
+K_TC, K_RT = {d.tc_states}, {d.rt_states}
+{ring}
 
 
 class Model(nn.Module):
@@ -280,10 +338,10 @@ def _source(d: Design) -> str:
     props = _props(d)
     two = d.structure in ("hierarchical", "biophysical")
     init = [
-        f"n2 = int(latent_dim * {d.second_fraction})" if two else "n2 = 0",
+        "n2 = int(latent_dim * second_fraction)" if two else "n2 = 0",
         "self.sizes = (latent_dim - n2, n2)",
         "self.latent_dim = latent_dim",
-        f"lo, hi = math.log({d.tau_lo}), math.log({d.tau_hi})",
+        "lo, hi = math.log(tau_lo), math.log(tau_hi)",
     ]
     if d.structure == "hierarchical":  # a fast first population, a slow second one
         init.append("log_tau = torch.cat([torch.empty(latent_dim - n2).uniform_(lo, lo + 2.3), "
@@ -316,7 +374,6 @@ def _source(d: Design) -> str:
         input_mask = "torch.cat([torch.ones(latent_dim - n2), torch.zeros(n2)])"
     init.append(f"input_mask = {input_mask}")
     init.append('self.register_buffer("input_mask", input_mask)')
-    init.append("self.readout = nn.Linear(latent_dim, n_outputs)")
 
     coupling = {
         "additive": "u_in = u",
@@ -340,30 +397,46 @@ def _source(d: Design) -> str:
         target = "target = torch.tanh(pre)"
     field = "\n".join(["tau = torch.exp(self.log_tau)", coupling, pre, target, CELLS[d.cell][1]])
 
-    step = {
-        "euler": "z = z + self.field(z, u)",
-        "midpoint": "z = z + self.field(z + 0.5 * self.field(z, u), u)",
-        "rk4": ("k1 = self.field(z, u)\nk2 = self.field(z + 0.5 * k1, u)\n"
-                "k3 = self.field(z + 0.5 * k2, u)\nk4 = self.field(z + k3, u)\n"
-                "z = z + (k1 + 2 * k2 + 2 * k3 + k4) / 6.0"),
-    }[d.solver]
     drive = {
-        "concatenated": "drive = x",
-        # increments need the previous input: the state carries it across segments
-        "controlled": "last = x[:, :1] if state is None else state[:, None, self.latent_dim:]\n"
-                      "drive = self.inp(torch.diff(x, dim=1, prepend=last))",
-    }.get(d.coupling, "drive = self.inp(x)")
+        "concatenated": "return x",
+        "controlled": "prev = x[:, :1] if last is None else last\n"
+                      "return self.inp(torch.diff(x, dim=1, prepend=prev))",
+    }.get(d.coupling, "return self.inp(x)")
     start = "z = x.new_zeros(batch, self.latent_dim) if state is None else state"
-    final = "z"
-    if d.coupling == "controlled":
+    final, last = "z", ""
+    if d.coupling == "controlled":  # increments need the previous input: the state carries it
         start = ("z = x.new_zeros(batch, self.latent_dim) if state is None "
                  "else state[:, : self.latent_dim]")
         final = "torch.cat([z, x[:, -1]], dim=-1)"
+        last = ", None if state is None else state[:, None, self.latent_dim:]"
 
     def block(lines: str | list[str], indent: int) -> str:
         text = "\n".join(lines) if isinstance(lines, list) else lines
         return textwrap.indent(text, " " * indent)
 
+    fname, sname = field_name(d.cell, d.coupling, d.structure), step_name(d.solver)
+    field_class = "" if fname in d.library else f'''
+
+class {fname}(nn.Module):
+    """dz/dt (Δt = 1 ms) of {d.structure} latents: a {d.cell} cell with {d.coupling} input."""
+
+    def __init__(self, n_inputs, latent_dim, tau_lo, tau_hi, second_fraction):
+        super().__init__()
+{block(init, 8)}
+
+    def drive(self, x, last=None):
+        """The input term of every step at once (`last`: the input before x)."""
+{block(drive, 8)}
+
+    def forward(self, z, u):
+{block(field, 8)}
+'''
+    step_def = "" if sname in d.library else f'''
+
+def {sname}(field, z, u):
+    """One 1-ms {d.solver} step of dz/dt = field(z, u)."""
+{block(STEPS[d.solver], 4)}
+'''
     doc = "; ".join(d.reasons) or "a broad draw"
     return f'''"""Offline architect: {d.name}.
 
@@ -375,27 +448,24 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
+{_imports(d)}
 PROPERTIES = {json.dumps(props, indent=4)}
-
+{field_class}{step_def}
 
 class Model(nn.Module):
     def __init__(self, n_inputs, n_outputs, latent_dim):
         super().__init__()
-{block(init, 8)}
-
-    def field(self, z, u):
-        """dz/dt per sample (Δt = 1 ms)."""
-{block(field, 8)}
+        self.latent_dim = latent_dim
+        self.field = {fname}(n_inputs, latent_dim, {d.tau_lo}, {d.tau_hi}, {d.second_fraction})
+        self.readout = nn.Linear(latent_dim, n_outputs)
 
     def forward(self, x, state=None):
         batch, steps, _ = x.shape
         {start}
-{block(drive, 8)}
+        drive = self.field.drive(x{last})
         out = []
         for t in range(steps):
-            u = drive[:, t]
-{block(step, 12)}
+            z = {sname}(self.field, z, drive[:, t])
             out.append(z)
         latents = torch.stack(out, dim=1)
         return self.readout(latents), latents, {final}
@@ -424,6 +494,8 @@ class OfflineArchitect:
             if attempt == 250:  # the steered space is used up: widen it
                 bias, why = {}, [*why, "the steered designs were all tried: a broad draw"]
             design = _draw(rng, bias, why)
+            if brief.library:
+                design = _with_library(design, rng, brief.library, bias)
             source = _source(design)
             if source_hash(source) not in brief.tried and (
                     design.family not in brief.exhausted or attempt >= 400):

@@ -40,6 +40,7 @@ from agent.dedup import skeleton_hash, source_hash
 from agent.driver_lock import DriverLock
 from agent.evaluator import Evaluator, as_trained, training_summary
 from agent.ledger import Ledger
+from agent.library import OFFER_SOURCES, Library
 from agent.live import PlainLines
 from agent.llm import ArchitectError
 from agent.offline import OfflineArchitect
@@ -119,6 +120,11 @@ class Orchestrator:
         best = self.standing.best
         if best:
             self.repo.tag_best(best["branch"])
+        self.library = Library(self.repo, lambda it: it["scores"].get(cfg.objective) or 0)
+        if cfg.library and not self.library.entries:
+            other = Library(ModelRepository(cfg.library))
+            self._library_changes(self.library.carry(other, Path(cfg.library).name,
+                                                     self._verify_block))
         self.executor = executor.build(
             cfg.executor, self.evaluator.workload(), parallel=cfg.parallel,
             cpus_per_candidate=cfg.cpus_per_candidate,
@@ -148,7 +154,7 @@ class Orchestrator:
             check = {"ok": False, "error": {"kind": "duplicate", "message":
                      "this source (normalised) was tried before: propose something new"}}
         else:
-            check = self.evaluator.check(proposal.source)
+            check = self.evaluator.check(proposal.source, self._offered_files())
         self.tried.add(digest)
         attempt = {"name": proposal.name, "source_hash": digest}
         if check["ok"]:
@@ -203,6 +209,9 @@ class Orchestrator:
         if check["ok"]:
             self._remember(attempts[-1], n)
         answered = [c for c in calls if c.get("model")]
+        imports = self.library.for_source(proposal.source) if proposal.source else {}
+        if imports:  # the library as it was: replay and the finals import from this commit
+            it["library_commit"] = self.library.head
         meta = {"prompt_hash": answered[-1]["prompt_hash"], "model": answered[-1].get("model"),
                 "input_tokens": sum(c.get("input_tokens", 0) for c in answered),
                 "output_tokens": sum(c.get("output_tokens", 0) for c in answered),
@@ -211,7 +220,8 @@ class Orchestrator:
         files = {"proposal.json": json.dumps({k: it[k] for k in (
                      "name", "architect", "properties", "reasoning", "repairs", "attempts",
                      "variant_of")}
-                     | meta, indent=1),
+                     | meta | ({"library_commit": it["library_commit"]} if imports else {}),
+                     indent=1),
                  "check.json": json.dumps({k: v for k, v in check.items() if k != "reply"},
                                           indent=1)}
         if proposal.source:
@@ -226,7 +236,7 @@ class Orchestrator:
             it.update(status="refused" if kind == "duplicate" else "failed", failure_kind=kind,
                       failure_message=check["error"]["message"][:2000])
             return it, None
-        return it, self.evaluator.job(proposal.source, f"{n:04d}")
+        return it, self.evaluator.job(proposal.source, f"{n:04d}", library=imports)
 
     def _finish(self, it: dict, done: executor.Done) -> dict:
         """Score a trained candidate on the trusted side and commit its results."""
@@ -260,6 +270,31 @@ class Orchestrator:
             self.repo.tag_best(s.best["branch"])
         self.event("recorded", iteration=it, new_best=new_best, best=s.best, hours=s.hours,
                    expansions=s.expansions, cost=self.cost)
+        if self.cfg.learn and eligible(it):
+            self._learn()
+
+    # the library -------------------------------------------------------------------------
+    def _learn(self) -> None:
+        """Mine the scored candidates into the library (agent.library)."""
+        def read(it: dict) -> tuple[str, dict]:
+            check = json.loads(self.repo.read(it["branch"], "check.json"))
+            return self.repo.read(it["branch"]), (check.get("check") or {}).get("blocks") or {}
+
+        scored = [it for it in self.iterations if eligible(it)]
+        self._library_changes(self.library.learn(scored, read, self._verify_block))
+
+    def _verify_block(self, code: str, name: str, contract: dict,
+                      imports: dict[str, str]) -> tuple[bool, str]:
+        self.event("activity", what="verifying library block", name=name)
+        out = runner.verify_block(code, name, contract, library=imports, backend=self.backend)
+        return out.ok, (out.error or {}).get("message", "")
+
+    def _library_changes(self, changes: list[str]) -> None:
+        if changes:
+            self.event("library", changes=changes, head=self.library.head)
+
+    def _offered_files(self) -> dict[str, str]:
+        return self.library.files(self.library.names()) if self.cfg.learn else {}
 
     # the architect -----------------------------------------------------------------------
     def _ask(self, brief: Brief) -> Proposal:
@@ -297,7 +332,18 @@ class Orchestrator:
             patterns=tuple(patterns.mine(scored, variables)),
             exhausted=self.standing.exhausted,
             best_sources=tuple((it["name"], it["source"]) for it in best),
-            tried=frozenset(self.tried), objective=obj, threshold=self.cfg.threshold)
+            tried=frozenset(self.tried), objective=obj, threshold=self.cfg.threshold,
+            library=self._offer())
+
+    def _offer(self) -> tuple[dict, ...]:
+        """The library as the brief carries it: every offered block's name, signature,
+        docstring and evidence, strongest first; the source of the first OFFER_SOURCES."""
+        if not self.cfg.learn:
+            return ()
+        return tuple({"name": e.name, "kind": e.kind, "signature": e.signature(),
+                      "doc": e.doc, "evidence": e.evidence(), "uses": len(e.uses),
+                      "strength": e.strength, "source": e.code if k < OFFER_SOURCES else None}
+                     for k, e in enumerate(self.library.offered()))
 
     def _with_sources(self, iterations: list[dict]) -> list[dict]:
         return [{**it, "source": self.repo.read(it["branch"])} for it in iterations]

@@ -127,6 +127,10 @@ class Brief:
     """What counts as improvement (agent.config.OBJECTIVES), on selection trials."""
     threshold: float = 0.5
     """Held-out r that counts as recovered."""
+    library: tuple[dict, ...] = ()
+    """The verified library blocks a candidate may import (agent.library), strongest
+    first: name, kind, signature, doc, evidence, uses, strength, and source (the
+    strongest few only; None for the rest)."""
 
 
 def text(name: str) -> str:
@@ -193,7 +197,17 @@ def user_prompt(brief: Brief) -> str:
         best_sources="\n\n".join(f"### {name}\n```python\n{src}\n```"
                                  for name, src in brief.best_sources) or "none yet",
         feedback=f"## Your last attempt was rejected\n{feedback}\n" if feedback else "",
+        library=_library(brief.library),
     )
+
+
+def _library(blocks: tuple[dict, ...]) -> str:
+    if not blocks:
+        return "empty so far (blocks enter once two scored candidates share them)"
+    rows = [f"- `{b['signature']}` ({b['kind']}): {b['doc'] or 'no docstring'}; {b['evidence']}"
+            for b in blocks]
+    sources = [f"### {b['name']}\n```python\n{b['source']}```" for b in blocks if b["source"]]
+    return "\n".join(rows) + ("\n\n" + "\n\n".join(sources) if sources else "")
 
 
 def prompt_hash(system: str, user: str) -> str:

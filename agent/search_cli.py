@@ -109,6 +109,13 @@ def run(
     cpus_per_candidate: Annotated[int, typer.Option(
         "--cpus-per-candidate", min=1, help="CPU threads per candidate (1 keeps a CPU score "
         "reproducible across thread counts).")] = D.cpus_per_candidate,
+    library: Annotated[str | None, typer.Option(
+        "--library", help="Start from the verified library blocks of an earlier run (its "
+        "folder, or its id in --run-dir); each is verified again here.",
+        show_default=False)] = None,
+    learn: Annotated[bool, typer.Option(
+        "--learn/--no-learn", help="Mine verified, importable blocks from the scored "
+        "candidates and offer them to the architect (the library).")] = D.learn,
     run_dir: RunDir = Path("generated_models"),
     resume: Annotated[str | None, typer.Option(
         "--resume", help="Continue this run (after a crash or kill) with its own settings: "
@@ -177,9 +184,28 @@ def run(
                         device=device, seed=seed, train=train, parallel=parallel,
                         executor=executor, ray_address=ray_address,
                         gpus_per_candidate=gpus_per_candidate,
-                        cpus_per_candidate=cpus_per_candidate)
+                        cpus_per_candidate=cpus_per_candidate,
+                        library=library and str(_library_run(run_dir, library)), learn=learn)
         run_id = new_run_id()
     _search(cfg, ds, run_id, api_key)
+
+
+def _library_run(run_dir: Path, ref: str) -> Path:
+    """The folder of the run `ref` names (a folder holding a run, or a run id)."""
+    from agent import runs
+    from agent.library import BRANCH
+
+    path = Path(ref)
+    if not (path / ".git").is_dir():
+        try:
+            path = runs.open_run(run_dir, ref).dir
+        except runs.RunNotFound as e:
+            raise UsageError(f"--library {ref}: {e}") from None
+    import git
+
+    if BRANCH not in git.Repo(path).heads:
+        raise UsageError(f"--library {ref}: that run has no library (branch '{BRANCH}')")
+    return path.resolve()
 
 
 def _api_key(architect: str, api_key: str | None) -> str | None:

@@ -161,13 +161,33 @@ def template_sources() -> dict[str, str]:
     return {p.name[:2].upper(): p.read_text() for p in sorted(TEMPLATE_DIR.glob("t[0-9]_*.py"))}
 
 
-def load_candidate(source: str, filename: str = "<candidate>"):
-    """(PROPERTIES, Model) of a candidate's source, executed in a fresh namespace.
+def register_library(blocks: dict[str, str]) -> None:
+    """Make ``from library import NAME`` give each block of `blocks` (name → its file).
+
+    Each block runs as its own module ``library.NAME`` (two blocks may each carry a
+    constant of the same name); a block that imports another comes after it in `blocks`.
+    Runs the blocks: inside the sandbox only."""
+    package = types.ModuleType("library")
+    package.__path__ = []  # a package: `library.NAME` modules may be imported from it
+    sys.modules["library"] = package
+    for name, code in blocks.items():
+        module = types.ModuleType(f"library.{name}")
+        sys.modules[module.__name__] = module
+        exec(compile(code, f"library/{name}.py", "exec"), module.__dict__)
+        setattr(package, name, module.__dict__[name])
+
+
+def load_candidate(source: str, filename: str = "<candidate>",
+                   library: dict[str, str] | None = None):
+    """(PROPERTIES, Model) of a candidate's source, executed in a fresh namespace, with the
+    library blocks `library` importable.
 
     Runs the source: only for trusted code (the templates) or inside the sandbox. The
     source becomes a real module, registered as ``candidate``, because ``dataclasses``
     and pickling look classes up by their module.
     """
+    if library:
+        register_library(library)
     module = types.ModuleType("candidate")
     sys.modules["candidate"] = module
     exec(compile(source, filename, "exec"), module.__dict__)

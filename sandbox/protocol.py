@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import os
+import re
 import stat
 import struct
 import unicodedata
@@ -202,8 +203,8 @@ def _check(d: object, latent_dim: int, max_params: int) -> dict:
         return value
 
     d = exact_keys(d, {"n_params", "forward_ms", "latent_dim", "grad_fraction",
-                       "roundtrip_error", "warnings", "fingerprint"})
-    return _fields(d, {
+                       "roundtrip_error", "warnings", "fingerprint"}, {"blocks"})
+    return {"blocks": contracts(d.get("blocks", {}))} | _fields(d, {
         "n_params": lambda v: integer(v, 0, max_params),
         "forward_ms": lambda v: number(v, 0.0, 3.6e6),
         "latent_dim": lambda v: integer(v, latent_dim, latent_dim),
@@ -212,6 +213,87 @@ def _check(d: object, latent_dim: int, max_params: int) -> dict:
         "warnings": _warnings,
         "fingerprint": hex64,
     })
+
+
+# block contracts (sandbox.blocks): observed by the shape check, a verification's answer ---
+MAX_BLOCKS = 32
+MAX_ARGS = 8
+MAX_DIMS = 6
+MAX_NUMEL = 1 << 22  # what a verification allocates per tensor: 16 MiB of float32
+DTYPES = frozenset({"float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"})
+BLOCK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def name(value: object) -> str:
+    if type(value) is not str or not BLOCK_NAME.fullmatch(value):
+        raise ProtocolError(f"expected a name of at most 64 letters, digits or _, got "
+                            f"{_show(value)}")
+    return value
+
+
+def shape(value: object) -> list[int]:
+    if type(value) is not list or len(value) > MAX_DIMS:
+        raise ProtocolError(f"expected a shape of at most {MAX_DIMS} dimensions")
+    dims = [integer(v, 0, MAX_NUMEL) for v in value]
+    if math.prod(dims) > MAX_NUMEL:
+        raise ProtocolError(f"a shape of more than {MAX_NUMEL} elements")
+    return dims
+
+
+def _spec(value: object) -> dict:
+    if type(value) is dict and "shape" in value:
+        d = exact_keys(value, {"shape", "dtype"})
+        return {"shape": shape(d["shape"]), "dtype": choice(d["dtype"], DTYPES)}
+    if type(value) is dict and "callable" in value:
+        if exact_keys(value, {"callable"})["callable"] is not True:
+            raise ProtocolError("callable must be true")
+        return {"callable": True}
+    v = exact_keys(value, {"value"})["value"]
+    if v is None or type(v) is bool:
+        return {"value": v}
+    if type(v) is int:
+        return {"value": integer(v, -10**9, 10**9)}
+    return {"value": number(v, -1e9, 1e9)}
+
+
+def _specs(value: object) -> list[dict]:
+    if type(value) is not list or len(value) > MAX_ARGS:
+        raise ProtocolError(f"expected a list of at most {MAX_ARGS} arguments")
+    return [_spec(v) for v in value]
+
+
+def contract(value: object) -> dict:
+    """One block's contract (sandbox.blocks), typed and bounded."""
+    d = exact_keys(value, {"kind", "init", "init_kw", "inputs", "outputs"})
+    kw = d["init_kw"]
+    if type(kw) is not dict or len(kw) > MAX_ARGS:
+        raise ProtocolError(f"init_kw: expected an object of at most {MAX_ARGS} arguments")
+    outputs = d["outputs"]
+    if type(outputs) is not list or not 1 <= len(outputs) <= MAX_ARGS:
+        raise ProtocolError(f"outputs: expected 1 to {MAX_ARGS} shapes")
+    return {"kind": choice(d["kind"], frozenset({"module", "function"})),
+            "init": _specs(d["init"]), "init_kw": {name(k): _spec(v) for k, v in kw.items()},
+            "inputs": _specs(d["inputs"]), "outputs": [shape(o) for o in outputs]}
+
+
+def contracts(value: object) -> dict[str, dict]:
+    if type(value) is not dict or len(value) > MAX_BLOCKS:
+        raise ProtocolError(f"expected an object of at most {MAX_BLOCKS} blocks")
+    out = {}
+    for k, v in value.items():
+        try:
+            out[name(k)] = contract(v)
+        except ProtocolError as e:
+            raise ProtocolError(f"{str(k)[:64]}: {e}") from None
+    return out
+
+
+def _verified(d: object, max_params: int) -> dict:
+    d = exact_keys(d, {"n_params", "outputs", "grad_fraction"})
+    return _fields(d, {"n_params": lambda v: integer(v, 0, max_params),
+                       "outputs": lambda v: [shape(o) for o in v] if type(v) is list
+                       and len(v) <= MAX_ARGS else shape(None),
+                       "grad_fraction": lambda v: number(v, 0.0, 1.0)})
 
 
 _HISTORY_KEYS = {"epoch", "train", "val", "t"}
@@ -276,10 +358,11 @@ def read_response(out: Path, task: str, *, latent_dim: int, max_params: int) -> 
     if type(ok) is not bool:
         raise ProtocolError("ok must be true or false")
     error = _error(d["error"]) if d.get("error") is not None else None
-    if task == "check":
+    if task in ("check", "verify"):
         if ok == (error is not None) or ("check" in d) != ok or "record" in d:
-            raise ProtocolError("a check answers ok with its check, or an error")
-        return Response(ok, error, check=_check(d["check"], latent_dim, max_params) if ok
+            raise ProtocolError(f"a {task} answers ok with its check, or an error")
+        read = _check if task == "check" else lambda c, _, m: _verified(c, m)
+        return Response(ok, error, check=read(d["check"], latent_dim, max_params) if ok
                         else None)
     if "check" in d:
         raise ProtocolError("an evaluation answers with a record, not a check")

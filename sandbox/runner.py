@@ -280,15 +280,28 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
 
 
 def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
-          level: str | None = None, backend: str = "process") -> Outcome:
-    """The static policy, then the shape check in the sandbox."""
-    verdict = policy.check(source)
+          level: str | None = None, backend: str = "process",
+          library: dict[str, str] | None = None) -> Outcome:
+    """The static policy (which lets the source import the blocks of `library`, name →
+    file), then the shape check in the sandbox, which also observes the contracts of the
+    source's helpers (sandbox.blocks)."""
+    verdict = policy.check(source, library=frozenset(library or {}))
     if not verdict.accepted:
         kind = "syntax" if verdict.violations[0].rule == "syntax" else "policy"
         return _failed("check", "static", kind, "\n".join(str(v) for v in verdict.violations))
     if not 1 <= latent_dim <= MAX_LATENT_DIM:
         return _failed("check", "static", "shape", f"latent_dim outside 1 … {MAX_LATENT_DIM}")
-    return run_job("check", source, {"latent_dim": latent_dim}, None, lim, level, backend)
+    return run_job("check", source, {"latent_dim": latent_dim, "library": library or {}}, None,
+                   lim, level, backend)
+
+
+def verify_block(code: str, name: str, contract: dict, *, library: dict[str, str] | None = None,
+                 lim: Limits = CHECK_LIMITS, level: str | None = None,
+                 backend: str = "process") -> Outcome:
+    """Build the block `name` from its file `code` alone, in the sandbox, and run it on its
+    contract (sandbox.blocks.verify); `library` holds the blocks it imports itself."""
+    return run_job("verify", code, {"name": name, "contract": contract,
+                                    "library": library or {}}, None, lim, level, backend)
 
 
 def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, *,
@@ -296,11 +309,13 @@ def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, 
              counts: np.ndarray | None = None, lim: Limits | None = None,
              level: str | None = None, backend: str = "process", threads: int = 1,
              gpus: str | None = None, progress: Callable[[dict], None] | None = None,
-             cancelled: Callable[[], bool] | None = None) -> Outcome:
+             cancelled: Callable[[], bool] | None = None,
+             library: dict[str, str] | None = None) -> Outcome:
     """Train and roll out in the sandbox, on `threads` CPU threads and the GPUs `gpus`
-    (CUDA_VISIBLE_DEVICES; None: all). `targets`, `teacher` and `counts` (spike counts,
-    for a count loss) must already hide every trial outside the split: only its rows
-    travel, the rest are sent as zeros whatever the caller passed."""
+    (CUDA_VISIBLE_DEVICES; None: all), with the library blocks the source imports.
+    `targets`, `teacher` and `counts` (spike counts, for a count loss) must already hide
+    every trial outside the split: only its rows travel, the rest are sent as zeros
+    whatever the caller passed."""
     if {"selection", "test"} & set(split):
         raise ValueError("the sandbox never receives the selection or test split")
     seen = np.zeros(len(inputs), dtype=bool)
@@ -317,7 +332,8 @@ def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, 
     if counts is not None:
         arrays["counts"] = hidden(counts)
     train = train or {}
-    config = {"latent_dim": latent_dim, "split": split, "train": train}
+    config = {"latent_dim": latent_dim, "split": split, "train": train,
+              "library": library or {}}
     if lim is None:
         from descartes_core.training import TrainConfig
 

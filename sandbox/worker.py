@@ -1,7 +1,8 @@
 """The worker that runs candidate code, inside the sandbox: ``python -m sandbox.worker JOB OUT``.
 
-JOB holds ``request.json`` ({"task": "check" | "evaluate", "source", "config"}) and, for
-evaluate, ``arrays.npz`` (inputs of every trial; outputs, and for a count loss spike
+JOB holds ``request.json`` ({"task": "check" | "evaluate" | "verify", "source", "config";
+the config's ``library`` maps the library blocks the source may import to their files})
+and, for evaluate, ``arrays.npz`` (inputs of every trial; outputs, and for a count loss spike
 counts, of train and validation trials only; the split without selection or test).
 The worker writes ``response.json`` and, for evaluate, ``arrays.npz`` into OUT, and
 exits 0. The candidate runs in this interpreter and can write those files itself: the
@@ -29,13 +30,15 @@ def check(source: str, cfg: dict) -> dict:
     import torch
 
     from descartes_core.contract import load_candidate
+    from sandbox.blocks import observe
 
     latent_dim = int(cfg.get("latent_dim", 64))
     batch, steps = int(cfg.get("batch", 4)), int(cfg.get("steps", 200))
     try:
-        _, model_cls = load_candidate(source)
+        _, model_cls = load_candidate(source, library=cfg.get("library"))
     except ImportError as e:
         return _fail("import", f"{type(e).__name__}: {e}")
+    contracts = observe(sys.modules["candidate"])  # what its helpers are called with
     # The init is seeded right before construction, not before loading: random numbers
     # drawn at import time must not shift the weights the fingerprint sees.
     torch.manual_seed(0)
@@ -107,6 +110,7 @@ def check(source: str, cfg: dict) -> dict:
         "n_params": n_params, "forward_ms": round(forward_ms, 2), "latent_dim": latent_dim,
         "grad_fraction": round(reached / max(1, len(params)), 3),
         "roundtrip_error": roundtrip, "warnings": warnings, "fingerprint": fingerprint,
+        "blocks": contracts(),
     }}
 
 
@@ -124,7 +128,7 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
     # The first optimiser a process makes imports torch._dynamo (3–5 s): pay that here,
     # before the training budget's clock starts, not out of the budget.
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
-    props, model_cls = load_candidate(source)
+    props, model_cls = load_candidate(source, library=cfg.get("library"))
     with np.load(job / ARRAYS) as z:
         inputs, targets = z["inputs"], z["targets"]
         teacher = z["teacher"] if "teacher" in z.files else None
@@ -155,6 +159,13 @@ def main(argv: list[str]) -> int:
     try:
         if request["task"] == "check":
             response = check(request["source"], request.get("config", {}))
+        elif request["task"] == "verify":
+            from descartes_core.contract import register_library
+            from sandbox.blocks import verify
+
+            cfg = request["config"]
+            register_library(cfg.get("library") or {})
+            response = verify(request["source"], cfg["name"], cfg["contract"])
         else:
             response = evaluate(request["source"], request.get("config", {}), job, out)
     except MemoryError:
