@@ -117,6 +117,8 @@ def show(
     if proposal.get("reasoning"):
         say(f"reasoning: {proposal['reasoning']}")
     say("properties: " + ", ".join(f"{k}={v}" for k, v in proposal["properties"].items()))
+    if live.lineage_line(proposal.get("lineage")):
+        say(live.lineage_line(proposal["lineage"]))
     try:
         res = json.loads(r.repo.read(branch, "results.json"))
     except runs.RefError:
@@ -163,16 +165,25 @@ def show(
 
 
 def diff(
-    ref_a: Annotated[str, typer.Argument(help="First iteration (branch, hash or number).")],
-    ref_b: Annotated[str, typer.Argument(help="Second iteration.")],
+    ref_a: Annotated[str, typer.Argument(help="An iteration (branch, hash or number).")],
+    ref_b: Annotated[str | None, typer.Argument(
+        help="Another iteration (default: REF_A's parent, REF_A being the child).",
+        show_default=False)] = None,
     run_dir: RunDir = Path("generated_models"),
     run_id: RunId = None,
 ) -> None:
-    """The source diff between two iterations of one run."""
+    """The source diff between two iterations of one run; with one, from its parent to it."""
     from agent import runs
 
     r, _, a = runs.find(run_dir, ref_a, run_id)
-    _, _, b = runs.find(run_dir, ref_b, r.id)
+    if ref_b is None:
+        lineage = json.loads(r.repo.read(a, "proposal.json")).get("lineage") or {}
+        if not isinstance(lineage.get("parent"), int):
+            raise UsageError(f"{ref_a} has no parent (a template, or a run before lineage): "
+                             "name a second iteration")
+        b, (_, _, a) = a, runs.find(run_dir, str(lineage["parent"]), r.id)
+    else:
+        _, _, b = runs.find(run_dir, ref_b, r.id)
     text = r.repo.diff(a, b)
     if not text:
         say("the two sources are identical")

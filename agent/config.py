@@ -90,6 +90,9 @@ class RunConfig:
     learn: bool = True
     """Mine, verify and offer library blocks (False: every candidate starts from scratch,
     the peers' way; for comparisons)."""
+    archive: bool = True
+    """Draw each expansion's parent and inspirations from the quality-diversity archive on
+    islands (agent.population); False: the best and second best, the old top-two."""
     train: dict = field(default_factory=dict)
     """TrainConfig overrides (time_budget_h, max_epochs, …)."""
 

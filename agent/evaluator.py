@@ -60,7 +60,8 @@ def training_summary(record: dict) -> dict | None:
     return {"strategy": record.get("strategy"), "note": record.get("strategy_note"),
             "loss": record.get("loss"), "loss_note": record.get("loss_note"),
             "compile": record.get("compile"),
-            "epochs": record.get("epochs"), "stopped_by": record.get("stopped_by")}
+            "epochs": record.get("epochs"), "stopped_by": record.get("stopped_by"),
+            "n_params": record.get("n_params")}
 
 
 def as_trained(it: dict) -> dict:

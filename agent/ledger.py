@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS iterations (
     scores TEXT,
     repairs INTEGER NOT NULL DEFAULT 0,
     attempts TEXT,
+    lineage TEXT,
     created REAL NOT NULL,
     PRIMARY KEY (run_id, number)
 );
@@ -80,11 +81,11 @@ CREATE TABLE IF NOT EXISTS architect_calls (
 ITERATION_FIELDS = ("number", "name", "branch", "commit_sha", "architect", "properties",
                     "reasoning", "status", "failure_kind", "failure_message", "recovered",
                     "above_null", "beyond_inputs", "beyond_controls", "spike_corr", "training",
-                    "train_hours", "scores", "repairs", "attempts")
+                    "train_hours", "scores", "repairs", "attempts", "lineage")
 CALL_FIELDS = ("architect", "model", "prompt_hash", "input_tokens", "output_tokens",
                "cost_usd", "latency_s", "error")
 CALL_DEFAULTS = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0}
-JSON_FIELDS = ("properties", "scores", "attempts", "training")
+JSON_FIELDS = ("properties", "scores", "attempts", "training", "lineage")
 
 
 def _text(value):
@@ -110,7 +111,8 @@ class Ledger:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         columns = {r["name"] for r in self.db.execute("PRAGMA table_info(iterations)")}
-        for name, kind in (("beyond_controls", "INTEGER"), ("training", "TEXT")):
+        for name, kind in (("beyond_controls", "INTEGER"), ("training", "TEXT"),
+                           ("lineage", "TEXT")):
             if name not in columns:  # a ledger written before the column existed
                 self.db.execute(f"ALTER TABLE iterations ADD COLUMN {name} {kind}")
 

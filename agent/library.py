@@ -158,8 +158,10 @@ class Library:
 
     def offered(self) -> list[Entry]:
         """The verified blocks a proposal may import, strongest first (mean objective
-        count of their users, then mean recovered, then uses)."""
-        live = [e for e in self.entries.values() if e.status == "verified"]
+        count of their users, then mean recovered, then uses): those some recorded
+        iteration used, or carried over from another run."""
+        live = [e for e in self.entries.values()  # evidence from the recorded iterations
+                if e.status == "verified" and (e.uses or e.carried)]
         return sorted(live, key=lambda e: (-e.strength, -e.recovered, -len(e.uses), e.name))
 
     def names(self) -> frozenset[str]:

@@ -379,3 +379,21 @@ def flight_line(c: dict) -> str:
 def monitor(console: Console, say):
     """LiveView on a terminal, PlainLines elsewhere."""
     return LiveView(console) if console.is_terminal else PlainLines(say)
+
+
+def lineage_line(lineage) -> str:
+    """`parent #3 (why) → this; inspirations #1, #2; island 0; edits` of a proposal."""
+    if not isinstance(lineage, dict) or not isinstance(lineage.get("island"), int):
+        return ""
+    why = lineage.get("why") if isinstance(lineage.get("why"), dict) else {}
+    parent = lineage.get("parent")
+    parts = [f"parent #{parent} ({one_line(why.get(str(parent)), 120)})"
+             if isinstance(parent, int) else "no parent"]
+    listed = lineage.get("inspirations")
+    insp = [i for i in listed if isinstance(i, int)] if isinstance(listed, list) else []
+    if insp:
+        parts.append("inspirations " + ", ".join(f"#{i}" for i in insp))
+    parts.append(f"island {lineage['island']}")
+    parts.append("SEARCH/REPLACE edits of the parent" if lineage.get("mode") == "edit"
+                 else "a whole file")
+    return "lineage: " + "; ".join(parts)

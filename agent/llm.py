@@ -208,7 +208,7 @@ class LLMArchitect:
         if self.recording is not None and not reused:
             self.recording.append(digest, system, user, reply)
         try:
-            return parse_reply(reply.text)
+            return parse_reply(reply.text, brief.parent[1] if brief.parent else None)
         except ParseError as e:
             self.calls[-1]["error"] = f"parse: {e}"
             raise

@@ -155,6 +155,31 @@ def _narrow(bias: dict, why: list[str], category, patterns) -> None:
             why.append(f"pattern: {p['description']}, so no {value} {axis}")
 
 
+def parse_name(name: str) -> dict | None:
+    """The design axes a pooled design's name spells (structure-cell-coupling-solver[-loss]),
+    or None (a template's, the circuit layout's, an LLM's)."""
+    parts = name.split("-")
+    if len(parts) not in (4, 5):
+        return None
+    axes = dict(zip(("structure", "cell", "coupling", "solver", "loss"),
+                    [*parts, "mse_rate"][:5], strict=True))
+    return axes if all(v in OPTIONS[k] for k, v in axes.items()) else None
+
+
+def _inherit(bias: dict, why: list[str], parent: str, rng: random.Random) -> None:
+    """Breed from the parent: keep its design but for two axes, which are drawn afresh
+    (the gap's and the patterns' biases win where they speak)."""
+    axes = parse_name(parent)
+    if axes is None:
+        return
+    redrawn = rng.sample(sorted(axes), 2)
+    kept = [a for a in sorted(axes) if a not in redrawn and a not in bias]
+    for axis in kept:
+        bias[axis] = [axes[axis]]
+    why.append(f"from the parent {parent}: keeps its {', '.join(kept) or 'nothing'}, draws "
+               f"{' and '.join(redrawn)} afresh")
+
+
 def _draw(rng: random.Random, bias: dict, why: list[str]) -> Design:
     def pick(key):
         return rng.choice(bias.get(key) or list(OPTIONS[key]))
@@ -486,6 +511,8 @@ class OfflineArchitect:
     def propose(self, brief: Brief) -> Proposal:
         rng = random.Random(f"{self.seed}:{brief.iteration}")
         bias, why = _steer(brief.gap, brief.patterns)
+        if brief.parent is not None:
+            _inherit(bias, why, brief.parent[0], rng)
         feedback = brief.feedback or ""
         if any(k in feedback for k in ("timeout", "nan", "diverged")):
             bias["solver"] = ["euler"]

@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agent import executor, finals
+from agent import executor, finals, population
 from agent.config import OBJECTIVES, RunConfig, new_run_id
 from agent.dedup import skeleton_hash, source_hash
 from agent.driver_lock import DriverLock
@@ -125,6 +125,8 @@ class Orchestrator:
             other = Library(ModelRepository(cfg.library))
             self._library_changes(self.library.carry(other, Path(cfg.library).name,
                                                      self._verify_block))
+        if cfg.learn:  # a resumed run: the evidence of the iterations it kept, no more
+            self._learn()
         self.executor = executor.build(
             cfg.executor, self.evaluator.workload(), parallel=cfg.parallel,
             cpus_per_candidate=cfg.cpus_per_candidate,
@@ -187,8 +189,8 @@ class Orchestrator:
         if attempt.get("skeleton"):
             self.skeletons.setdefault(attempt["skeleton"], number)
 
-    def _prepare(self, n: int, propose, max_repairs: int, architect: str | None = None
-                 ) -> tuple[dict, executor.Job | None]:
+    def _prepare(self, n: int, propose, max_repairs: int, architect: str | None = None,
+                 lineage: dict | None = None) -> tuple[dict, executor.Job | None]:
         """Propose, check (with repairs) and commit candidate `n`: its iteration and its
         training job (None: refused or failed at the check, finished as it stands)."""
         attempts, feedback = [], None
@@ -205,7 +207,8 @@ class Orchestrator:
         it = {"number": n, "name": proposal.name, "architect": architect,
               "properties": proposal.properties, "reasoning": proposal.reasoning,
               "repairs": len(attempts) - 1, "attempts": attempts,
-              "variant_of": attempts[-1].get("variant_of"), "calls": calls}
+              "variant_of": attempts[-1].get("variant_of"), "calls": calls,
+              "lineage": lineage and {**lineage, "mode": proposal.mode}}
         if check["ok"]:
             self._remember(attempts[-1], n)
         answered = [c for c in calls if c.get("model")]
@@ -219,7 +222,7 @@ class Orchestrator:
         branch = self.repo.branch_name(n, proposal.name)
         files = {"proposal.json": json.dumps({k: it[k] for k in (
                      "name", "architect", "properties", "reasoning", "repairs", "attempts",
-                     "variant_of")}
+                     "variant_of", "lineage")}
                      | meta | ({"library_commit": it["library_commit"]} if imports else {}),
                      indent=1),
                  "check.json": json.dumps({k: v for k, v in check.items() if k != "reply"},
@@ -319,19 +322,25 @@ class Orchestrator:
             self.failures = 0
             return proposal
 
-    def _brief(self, k: int) -> Brief:
+    def _brief(self, k: int, pick: population.Pick) -> Brief:
         obj = self.cfg.objective
         scored = self._with_sources([as_trained(it) for it in self.iterations if eligible(it)])
         variables = self.ds.meta["variables"]
-        best = self._with_sources(ranked(self.iterations, obj)[:2])
+
+        def shown(it: dict) -> tuple[str, str, str]:
+            return it["name"], self.repo.read(it["branch"]), pick.reasons[it["number"]]
+
+        islands = tuple({"type": "islands", "confidence": 1.0, "description": e,
+                         "evidence": {}} for e in pick.events)
         return Brief(
             iteration=k, history=tuple(self.iterations),
             gap=gap.analyse([it["scores"] for it in ranked(self.iterations, obj)], variables,
                             self.cfg.target)
             if scored else None,
-            patterns=tuple(patterns.mine(scored, variables)),
+            patterns=tuple(patterns.mine(scored, variables)) + islands,
             exhausted=self.standing.exhausted,
-            best_sources=tuple((it["name"], it["source"]) for it in best),
+            parent=shown(pick.parent) if pick.parent else None,
+            inspirations=tuple(shown(it) for it in pick.inspirations),
             tried=frozenset(self.tried), objective=obj, threshold=self.cfg.threshold,
             library=self._offer())
 
@@ -446,14 +455,20 @@ class Orchestrator:
             self.event("phase", phase="expansions")
         n = self._number()
         self.event("iteration", number=n)
-        brief = self._brief(k)
+        pick = population.choose(self.iterations, k, self.cfg.objective,
+                                 self.ds.meta["variables"], self.cfg.seed) \
+            if self.cfg.archive else population.top_two(self.iterations, self.cfg.objective)
+        brief = self._brief(k, pick)
 
         def propose(feedback, brief=brief):
             return self._ask(dataclasses.replace(brief, feedback=feedback,
                                                  tried=frozenset(self.tried)))
 
         self.prepared.add(n)
-        return self._prepare(n, propose, self.cfg.max_repairs)
+        lineage = {"island": pick.island, "parent": pick.parent and pick.parent["number"],
+                   "inspirations": [it["number"] for it in pick.inspirations],
+                   "why": {str(k): v for k, v in pick.reasons.items()}}
+        return self._prepare(n, propose, self.cfg.max_repairs, lineage=lineage)
 
     def _launch(self, it: dict, job: executor.Job | None) -> None:
         """Submit a prepared candidate, or record it at once when it failed its check."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import live
+from agent.edits import EditError, apply, hunks
 from agent.standing import eligible, ranked
 from descartes_core.contract import AXES, complete
 
@@ -86,6 +87,8 @@ class Proposal:
     source: str
     notes: tuple[str, ...] = ()
     """What the parser ignored or doubted (a header's disagreeing properties, say)."""
+    mode: str = "full"
+    """full (the reply held the whole file) or edit (SEARCH/REPLACE hunks on the parent)."""
 
     def __post_init__(self):
         props = self.properties if isinstance(self.properties, dict) else {}
@@ -117,8 +120,11 @@ class Brief:
     """DreamCoder patterns mined from the history."""
     exhausted: tuple[str, ...] = ()
     """Families that failed to improve twice: not to be proposed again."""
-    best_sources: tuple[tuple[str, str], ...] = ()
-    """(name, source) of the best one or two models so far."""
+    parent: tuple[str, str, str] | None = None
+    """(name, source, why it was chosen) of the model to improve (agent.population): an
+    LLM may answer with SEARCH/REPLACE edits of this source."""
+    inspirations: tuple[tuple[str, str, str], ...] = ()
+    """(name, source, why) of 1–3 other elites of the archive."""
     tried: frozenset[str] = frozenset()
     """Normalised-source hashes of every candidate so far (see agent.dedup)."""
     feedback: str | None = None
@@ -194,8 +200,10 @@ def user_prompt(brief: Brief) -> str:
                            for p in brief.patterns)
         or "none yet (they need two scored iterations)",
         exhausted=", ".join(brief.exhausted) or "none",
-        best_sources="\n\n".join(f"### {name}\n```python\n{src}\n```"
-                                 for name, src in brief.best_sources) or "none yet",
+        parent=(f"### {brief.parent[0]} ({brief.parent[2]})\n```python\n{brief.parent[1]}\n```"
+                if brief.parent else "none yet: write a whole file"),
+        inspirations="\n\n".join(f"### {name} ({why})\n```python\n{src}\n```"
+                                  for name, src, why in brief.inspirations) or "none yet",
         feedback=f"## Your last attempt was rejected\n{feedback}\n" if feedback else "",
         library=_library(brief.library),
     )
@@ -218,8 +226,10 @@ _FENCE = re.compile(r"```([a-zA-Z]*)[ \t]*\n(.*?)```", re.S)
 _HEADER_END = re.compile(r"\}\s*(?=```)")
 
 
-def parse_reply(reply: str) -> Proposal:
-    """The proposal in an architect's reply; ParseError with a reason otherwise."""
+def parse_reply(reply: str, parent: str | None = None) -> Proposal:
+    """The proposal in an architect's reply (a whole file, or SEARCH/REPLACE edits of
+    `parent`); ParseError with a reason otherwise (an edit that does not apply names its
+    hunk)."""
     if not isinstance(reply, str):
         raise ParseError(f"the reply is not text but {type(reply).__name__}")
     if len(reply) > MAX_REPLY:
@@ -234,10 +244,20 @@ def parse_reply(reply: str) -> Proposal:
     blocks = _FENCE.findall(reply)
     code = [body for lang, body in blocks if lang.lower() in ("python", "py", "")
             and "class Model" in body]
-    if not code:
-        raise ParseError("the reply holds no fenced Python block with `class Model`: reply with "
-                         "a JSON header and one ```python block holding the whole file", reply)
-    source = code[-1].strip() + "\n"
+    mode, edits = "full", hunks(reply)
+    if not code and edits and parent is not None:
+        try:
+            source, mode = apply(parent, edits), "edit"
+        except EditError as e:
+            raise ParseError(f"{e}\n(the other hunks were not applied either)", reply) from None
+    elif not code:
+        raise ParseError("the reply holds no fenced Python block with `class Model`"
+                         + (" and no SEARCH/REPLACE hunks" if parent is not None else "")
+                         + ": reply with a JSON header and one ```python block holding the "
+                         "whole file" + (", or with SEARCH/REPLACE edits of the parent"
+                                         if parent is not None else ""), reply)
+    else:
+        source = code[-1].strip() + "\n"
     props = _properties(source, reply)
     props = complete(props) if props else props
     meta, notes = _header(reply, blocks), []
@@ -254,7 +274,7 @@ def parse_reply(reply: str) -> Proposal:
     if notes:
         suffix = "".join(f"\n[parser: {n}]" for n in notes)
         reasoning = (reasoning[:MAX_REASONING - len(suffix)] + suffix).strip()
-    return Proposal(name, reasoning, props, source, tuple(notes))
+    return Proposal(name, reasoning, props, source, tuple(notes), mode)
 
 
 def _header(reply: str, blocks: list[tuple[str, str]]) -> dict | None:

@@ -330,9 +330,11 @@ class Report:
         else:
             outcome = (f"{h(r.get('failure_kind'))}: <pre>"
                        f"{h(r.get('failure_message'), 1500)}</pre>")
+        lineage = live.lineage_line(r.get("lineage"))
         pair = (f'<div class="pair"><div><b>Hypothesis</b> (the proposal\'s reasoning)<p>'
-                f'{h(r.get("reasoning") or "—")}</p></div><div><b>Outcome</b><div>{outcome}'
-                "</div></div></div>")
+                f'{h(r.get("reasoning") or "—")}</p>'
+                + (f"<p>{h(lineage)}</p>" if lineage else "")
+                + f'</div><div><b>Outcome</b><div>{outcome}</div></div></div>')
         attempts = [_dict(a) for a in _list(r.get("attempts"))]
         tries = ""
         if len(attempts) > 1 or check.get("ok") is not True:

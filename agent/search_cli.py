@@ -116,6 +116,10 @@ def run(
     learn: Annotated[bool, typer.Option(
         "--learn/--no-learn", help="Mine verified, importable blocks from the scored "
         "candidates and offer them to the architect (the library).")] = D.learn,
+    archive: Annotated[bool, typer.Option(
+        "--archive/--no-archive", help="Breed each expansion from a parent and inspirations "
+        "drawn from a quality-diversity archive on islands (off: the best two).")
+    ] = D.archive,
     run_dir: RunDir = Path("generated_models"),
     resume: Annotated[str | None, typer.Option(
         "--resume", help="Continue this run (after a crash or kill) with its own settings: "
@@ -185,7 +189,8 @@ def run(
                         executor=executor, ray_address=ray_address,
                         gpus_per_candidate=gpus_per_candidate,
                         cpus_per_candidate=cpus_per_candidate,
-                        library=library and str(_library_run(run_dir, library)), learn=learn)
+                        library=library and str(_library_run(run_dir, library)), learn=learn,
+                        archive=archive)
         run_id = new_run_id()
     _search(cfg, ds, run_id, api_key)
 

@@ -76,7 +76,7 @@ def ds_in_the_checkout():
 
 def test_cheaters_in_a_run_find_nothing_forge_nothing_and_the_loop_goes_on(
         ds_in_the_checkout, tmp_path, monkeypatch, backend):
-    monkeypatch.setattr(policy, "check", lambda source: policy.Verdict([], {}))
+    monkeypatch.setattr(policy, "check", lambda source, **_: policy.Verdict([], {}))
     hunt = candidate(HUNT)
     hunt = hunt[:hunt.index("    def forward")] + HUNT_FORWARD
     # (another nonlinearity: the two would otherwise compute the same, and the second be

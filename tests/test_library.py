@@ -177,3 +177,38 @@ def test_a_forged_contract_breaks_the_protocol(bad):
 
     with pytest.raises(protocol.ProtocolError):
         protocol.contracts({"x": bad})
+
+
+def test_a_run_learns_a_block_a_later_candidate_imports_and_replay_is_exact(
+        monkeypatch, capsys, tmp_path):
+    from test_cli import run
+
+    from agent import runs
+
+    code, out, err = run(monkeypatch, capsys, "run", "--preset", "smoke", "--sandbox",
+                         "process", "--finalists", "0", "--run-dir", str(tmp_path))
+    assert code == 0, out + err
+    assert "library: " in out and "entered" in out
+    r = runs.open_run(tmp_path)
+    lib = Library(r.repo)
+    assert lib.offered() and all(e.status == "verified" for e in lib.offered())
+    rows = r.ledger.iterations(r.id)
+    importing = [row for row in rows if json.loads(
+        r.repo.read(row["branch"], "proposal.json")).get("library_commit")]
+    assert importing, "no candidate imported a library block"
+    child = importing[0]
+    names = imports_of(r.repo, child["branch"], r.repo.read(child["branch"]))
+    assert names and "from library import" in r.repo.read(child["branch"])
+    earlier = {n for e in lib.entries.values() for n in [e.origin]}
+    assert min(earlier) < child["number"]  # learned from an earlier candidate
+    code, out, _ = run(monkeypatch, capsys, "library", "list", "--run-dir", str(tmp_path))
+    flat = " ".join(out.split())
+    assert code == 0 and all(n in flat for n in names) and "used by" in flat
+    code, out, _ = run(monkeypatch, capsys, "library", "show", next(iter(names)),
+                       "--run-dir", str(tmp_path))
+    assert code == 0 and "signature:" in out and "evidence:" in out
+    if child["status"] == "scored":  # replay carries the files of its library commit
+        code, out, err = run(monkeypatch, capsys, "replay", child["commit_sha"][:12],
+                             "--run-dir", str(tmp_path))
+        assert code == 0, out + err
+        assert "identical" in out

@@ -34,13 +34,15 @@ def test_user_prompt_carries_history_gap_patterns_and_feedback():
         3, history=(scored, failed, diverged),
         gap={"remaining_gap": 25.0, "direction": "nrt_state"},
         patterns=({"type": "near_miss", "confidence": 0.8, "description": "5 near"},),
-        exhausted=("ltc",), best_sources=(("T5", "class Model: ..."),),
+        exhausted=("ltc",), parent=("T5", "class Model: ...", "parent: island 0's best"),
+        inspirations=(("T1", "class Model: pass", "inspiration: best of cell x"),),
         feedback="shape: y is (4, 200, 3)", objective="above_null"))
     for words in ("recovered 90 [84–95]/160 (controls recover: null 70", "above null 4",
                   "self-readout 0.93", "trained direct, not adjoint: no odeint_adjoint",
                   "time budget reached after 7 epochs", "import of 'os'", "nrt_state", "5 near",
                   "ltc", "```python\nclass Model: ...", "y is (4, 200, 3)",
-                  "measured by above null", "- blew-up", "train_diverged"):
+                  "measured by above null", "- blew-up", "train_diverged",
+                  "### T5 (parent: island 0's best)", "### T1 (inspiration: best of cell x)"):
         assert words in u
     worked = u.split("## What worked")[1].split("## What failed")[0]
     assert "blew-up" not in worked  # a failed training is never listed as what worked
