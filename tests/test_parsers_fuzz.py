@@ -344,7 +344,7 @@ def test_the_ledger_and_the_repository_store_any_text(tmp_path):
 def test_an_unforeseen_parser_failure_is_still_a_parse_error(monkeypatch):
     from agent import llm
 
-    def broken(text):
+    def broken(text, parent=None):
         raise KeyError("a bug")
 
     monkeypatch.setattr(llm, "parse_reply", broken)
