@@ -58,7 +58,8 @@ class Entry:
     added: int = 0
     """The iteration after which it entered."""
     status: str = "verified"
-    """verified, retired or rejected (failed verification: no file, never offered)."""
+    """verified, retired, rejected (failed verification: no file, never offered), or
+    pending (being verified)."""
     reason: str = ""
     carried: str = ""
     """The run it was carried over from (``run --library``), or ""."""
@@ -119,8 +120,8 @@ def _rename(code: str, old: str, new: str) -> str:
     return ast.unparse(tree) + "\n"
 
 
-Verify = Callable[[str, str, dict, dict[str, str]], tuple[bool, str]]
-"""(code, name, contract, the library files it imports) → (verified, why not)."""
+Verify = Callable[[list[tuple[str, str, dict]], dict[str, str]], dict[str, tuple[bool, str]]]
+"""([(code, name, contract)], the library files they import) → name → (verified, why not)."""
 
 
 class Library:
@@ -212,20 +213,19 @@ class Library:
                 imports.setdefault(name, []).append(it)
         changes = []
         last = max((it["number"] for it in scored), default=0)
+        new = []
         for canon, group in groups.items():
             users = {it["number"] for it, _, _ in group}
             if canon in self.entries or len(users) < MIN_USES:
                 continue
             it0, block, contract = group[0]
             entry = Entry(self._free_name(block.name), block.kind, canon, "", block.doc,
-                          contract, block.imports, it0["number"], last)
-            code = block.code if entry.name == block.name else _rename(
+                          contract, block.imports, it0["number"], last, status="pending")
+            entry.code = block.code if entry.name == block.name else _rename(
                 block.code, block.name, entry.name)
-            ok, why = verify(code, entry.name, contract, self.files(block.imports))
-            entry.code = code if ok else ""
-            entry.status, entry.reason = ("verified", "") if ok else ("rejected", why[:500])
             self.entries[canon] = entry
-            changes.append(f"{entry.name}: {'entered' if ok else 'failed verification: ' + why}")
+            new.append(entry)
+        changes += self._verify(new, verify, "entered")
         for e in self.entries.values():
             users = {it["number"]: it for it, _, _ in groups.get(e.canon, [])}
             users.update({it["number"]: it for it in imports.get(e.name, [])})
@@ -244,19 +244,32 @@ class Library:
     def carry(self, other: Library, run: str, verify: Verify) -> list[str]:
         """Start from `other`'s verified blocks (another run's), each verified again here;
         their evidence starts afresh in this run."""
-        changes = []
+        new = []
         for e in [e for e in other.entries.values() if e.status == "verified"]:
-            if e.canon in self.entries:
-                continue
-            ok, why = verify(e.code, e.name, e.contract, self.files(e.imports))
-            self.entries[e.canon] = Entry(e.name, e.kind, e.canon, e.code if ok else "", e.doc,
-                                          e.contract, e.imports, status="verified" if ok
-                                          else "rejected", reason="" if ok else why[:500],
-                                          carried=run)
-            changes.append(f"{e.name}: carried over from {run}" if ok else
-                           f"{e.name}: not carried over (failed verification: {why})")
+            if e.canon not in self.entries:
+                self.entries[e.canon] = Entry(e.name, e.kind, e.canon, e.code, e.doc,
+                                              e.contract, e.imports, status="pending",
+                                              carried=run)
+                new.append(self.entries[e.canon])
+        changes = self._verify(new, verify, f"carried over from {run}")
         if changes:
             self._commit(changes)
+        return changes
+
+    def _verify(self, new: list[Entry], verify: Verify, entered: str) -> list[str]:
+        """Verify the pending entries `new` in one sandboxed job: each is verified or
+        rejected (its file dropped, why kept)."""
+        if not new:
+            return []
+        imports = self.files({i for e in new for i in e.imports})
+        verdicts = verify([(e.code, e.name, e.contract) for e in new], imports)
+        changes = []
+        for e in new:
+            ok, why = verdicts.get(e.name, (False, "no verdict"))
+            e.status, e.reason = ("verified", "") if ok else ("rejected", why[:500])
+            if not ok:
+                e.code = ""
+            changes.append(f"{e.name}: {entered if ok else 'failed verification: ' + why}")
         return changes
 
     def _free_name(self, name: str) -> str:

@@ -124,7 +124,7 @@ class Orchestrator:
         if cfg.library and not self.library.entries:
             other = Library(ModelRepository(cfg.library))
             self._library_changes(self.library.carry(other, Path(cfg.library).name,
-                                                     self._verify_block))
+                                                     self._verify_blocks))
         if cfg.learn:  # a resumed run: the evidence of the iterations it kept, no more
             self._learn()
         self.executor = executor.build(
@@ -284,13 +284,13 @@ class Orchestrator:
             return self.repo.read(it["branch"]), (check.get("check") or {}).get("blocks") or {}
 
         scored = [it for it in self.iterations if eligible(it)]
-        self._library_changes(self.library.learn(scored, read, self._verify_block))
+        self._library_changes(self.library.learn(scored, read, self._verify_blocks))
 
-    def _verify_block(self, code: str, name: str, contract: dict,
-                      imports: dict[str, str]) -> tuple[bool, str]:
-        self.event("activity", what="verifying library block", name=name)
-        out = runner.verify_block(code, name, contract, library=imports, backend=self.backend)
-        return out.ok, (out.error or {}).get("message", "")
+    def _verify_blocks(self, blocks: list[tuple[str, str, dict]],
+                       imports: dict[str, str]) -> dict[str, tuple[bool, str]]:
+        self.event("activity", what="verifying library blocks",
+                   name=", ".join(n for _, n, _ in blocks))
+        return runner.verify_blocks(blocks, library=imports, backend=self.backend)
 
     def _library_changes(self, changes: list[str]) -> None:
         if changes:

@@ -26,7 +26,7 @@ STAGES = {  # (file suffix, function): stage
     ("agent/orchestrator.py", "_loop"): "the search loop (start-up and end apart)",
     ("agent/executor.py", "wait"): "waiting on training",
     ("sandbox/runner.py", "check"): "sandboxed shape check (policy included)",
-    ("sandbox/runner.py", "verify_block"): "sandboxed block verification",
+    ("sandbox/runner.py", "verify_blocks"): "sandboxed block verification",
     ("sandbox/policy.py", "check"): "static policy",
     ("agent/offline.py", "propose"): "proposal",
     ("agent/repository.py", "commit"): "git commits",

@@ -289,11 +289,20 @@ def contracts(value: object) -> dict[str, dict]:
 
 
 def _verified(d: object, max_params: int) -> dict:
-    d = exact_keys(d, {"n_params", "outputs", "grad_fraction"})
-    return _fields(d, {"n_params": lambda v: integer(v, 0, max_params),
-                       "outputs": lambda v: [shape(o) for o in v] if type(v) is list
-                       and len(v) <= MAX_ARGS else shape(None),
-                       "grad_fraction": lambda v: number(v, 0.0, 1.0)})
+    """A verification's verdicts: block name → ok, failure kind, message, parameters."""
+    v = exact_keys(d, {"verdicts"})["verdicts"]
+    if type(v) is not dict or len(v) > MAX_BLOCKS:
+        raise ProtocolError(f"verdicts: expected an object of at most {MAX_BLOCKS} blocks")
+    out = {}
+    for k, one in v.items():
+        one = exact_keys(one, {"ok", "kind", "message", "n_params"})
+        if type(one["ok"]) is not bool:
+            raise ProtocolError("a verdict's ok must be true or false")
+        out[name(k)] = {"ok": one["ok"], "message": text(one["message"]),
+                        "kind": None if one["kind"] is None else choice(one["kind"],
+                                                                        FAILURE_KINDS),
+                        "n_params": integer(one["n_params"], 0, max_params)}
+    return {"verdicts": out}
 
 
 _HISTORY_KEYS = {"epoch", "train", "val", "t"}

@@ -295,13 +295,27 @@ def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
                    lim, level, backend)
 
 
-def verify_block(code: str, name: str, contract: dict, *, library: dict[str, str] | None = None,
-                 lim: Limits = CHECK_LIMITS, level: str | None = None,
-                 backend: str = "process") -> Outcome:
-    """Build the block `name` from its file `code` alone, in the sandbox, and run it on its
-    contract (sandbox.blocks.verify); `library` holds the blocks it imports itself."""
-    return run_job("verify", code, {"name": name, "contract": contract,
-                                    "library": library or {}}, None, lim, level, backend)
+def verify_blocks(blocks: list[tuple[str, str, dict]], *, library: dict[str, str] | None = None,
+                  lim: Limits = CHECK_LIMITS, level: str | None = None,
+                  backend: str = "process") -> dict[str, tuple[bool, str]]:
+    """Each (file, name, contract) of `blocks` built from its file alone and run on its
+    contract (sandbox.blocks.verify), in one sandboxed job; `library` holds the blocks
+    they import. name → (verified, why not). A job that fails as a whole (one block
+    killed it) is redone one block per job, so that failure is that block's alone. The
+    verdict is a quality gate: whatever a block does, it does inside the sandbox."""
+    config = {"blocks": [{"code": c, "name": n, "contract": k} for c, n, k in blocks],
+              "library": library or {}}
+    out = run_job("verify", "", config, None, lim, level, backend)
+    if not out.ok:
+        if len(blocks) > 1:
+            return {n: v for b in blocks for n, v in verify_blocks(
+                [b], library=library, lim=lim, level=level, backend=backend).items()}
+        why = f"{out.error['kind']}: {out.error['message']}" if out.error else "no answer"
+        return {blocks[0][1]: (False, why)}
+    verdicts = out.check["verdicts"]
+    return {n: (verdicts[n]["ok"], f"{verdicts[n]['kind']}: {verdicts[n]['message']}"
+                if not verdicts[n]["ok"] else "") if n in verdicts
+            else (False, "the verification gave no verdict") for _, n, _ in blocks}
 
 
 def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, *,

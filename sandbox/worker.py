@@ -153,6 +153,29 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
             "arrays": ev.predictions is not None}
 
 
+def verify(cfg: dict) -> dict:
+    """Each block of cfg["blocks"] built from its file alone and run on its contract
+    (sandbox.blocks.verify), each verdict apart: one block's failure is its own."""
+    from descartes_core.contract import register_library
+    from descartes_core.training import failure_kind
+    from sandbox.blocks import verify as verify_one
+
+    register_library(cfg.get("library") or {})
+    verdicts = {}
+    for b in cfg.get("blocks", []):
+        try:
+            got = verify_one(b["code"], b["name"], b["contract"])
+        except MemoryError:
+            got = _fail("oom", "out of memory")
+        except Exception as e:
+            got = _fail(failure_kind(e), f"{type(e).__name__}: {e}")
+        err = got.get("error") or {}
+        verdicts[b["name"]] = {"ok": got["ok"], "kind": err.get("kind"),
+                               "message": err.get("message", "")[:2000],
+                               "n_params": (got.get("check") or {}).get("n_params", 0)}
+    return {"ok": True, "check": {"verdicts": verdicts}}
+
+
 def main(argv: list[str]) -> int:
     job, out = Path(argv[0]), Path(argv[1])
     request = read_request(job)
@@ -160,12 +183,7 @@ def main(argv: list[str]) -> int:
         if request["task"] == "check":
             response = check(request["source"], request.get("config", {}))
         elif request["task"] == "verify":
-            from descartes_core.contract import register_library
-            from sandbox.blocks import verify
-
-            cfg = request["config"]
-            register_library(cfg.get("library") or {})
-            response = verify(request["source"], cfg["name"], cfg["contract"])
+            response = verify(request.get("config", {}))
         else:
             response = evaluate(request["source"], request.get("config", {}), job, out)
     except MemoryError:

@@ -83,9 +83,8 @@ def _learn(lib, repo, its):
         return (repo.read(it["branch"]),
                 json.loads(repo.read(it["branch"], "check.json"))["check"]["blocks"])
 
-    def verify(code, name, contract, imports):
-        out = runner.verify_block(code, name, contract, library=imports, backend="process")
-        return out.ok, (out.error or {}).get("message", "")
+    def verify(blocks, imports):
+        return runner.verify_blocks(blocks, library=imports, backend="process")
 
     return lib.learn(its, read, verify)
 
@@ -125,7 +124,8 @@ def test_a_block_is_verified_committed_offered_imported_and_carried(tmp_path):
     assert imports_of(repo, third["branch"], later) == files  # what replay and the finals carry
 
     fresh = Library(ModelRepository(tmp_path / "next"))
-    carried = fresh.carry(Library(repo), "run-1", lambda *a: (True, ""))
+    carried = fresh.carry(Library(repo), "run-1",
+                          lambda blocks, imports: {n: (True, "") for _, n, _ in blocks})
     assert sorted(carried) == ["Decay: carried over from run-1", "soft_step: carried over from "
                                "run-1"]
     assert Library(ModelRepository(tmp_path / "next")).names() == {"Decay", "soft_step"}
@@ -145,12 +145,9 @@ def test_a_block_that_fails_verification_never_enters(tmp_path):
                 "inputs": [{"callable": True}, {"shape": [2, 8], "dtype": "float32"},
                            {"shape": [2, 8], "dtype": "float32"}], "outputs": [[2, 8]]}
     (step,) = [b for b in extract(src) if b.name == "soft_step"]
-    out = runner.verify_block(step.code, "soft_step", contract, backend="process")
-    assert not out.ok and out.error["kind"] == "nan"
-
-    def verify(code, name, c, imports):
-        got = runner.verify_block(code, name, c, library=imports, backend="process")
-        return got.ok, (got.error or {}).get("message", "")
+    ok, why = runner.verify_blocks([(step.code, "soft_step", contract)],
+                                   backend="process")["soft_step"]
+    assert not ok and why.startswith("nan: ")
 
     good = _scored(repo, 1, source())
     blocks = json.loads(repo.read(good["branch"], "check.json"))["check"]["blocks"]
