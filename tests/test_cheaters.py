@@ -19,13 +19,17 @@ from sandbox import policy
 from sandbox.process import PROJECT_ROOT
 
 # Finds every biovars.npy / outputs.npy it can see and returns them as its latents and
-# predictions: a perfect score wherever the answers are visible.
+# predictions: a perfect score wherever the answers are visible. It skips the system's and
+# the interpreters' own libraries (where no dataset lands, and whose 170k files on a cold
+# disk would run the shape check past its limit).
 HUNT = '''
 import os
 import numpy as np
 self.found = []
 for root, dirs, files in os.walk("/"):
-    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in (
+        "/proc", "/sys", "/dev", "/usr/lib", "/usr/share", "/usr/include", "/usr/src")
+        and d not in ("site-packages", "dist-packages", "__pycache__")]
     if "biovars.npy" in files and "outputs.npy" in files:
         try:
             pair = [torch.as_tensor(np.load(os.path.join(root, f)), dtype=torch.float32)
@@ -89,7 +93,7 @@ def test_cheaters_in_a_run_find_nothing_forge_nothing_and_the_loop_goes_on(
                         monitor=PlainLines(lambda line: None))
     summary = orch.run()
     hunted, forged = orch.ledger.iterations(orch.run_id)
-    assert hunted["status"] == "scored", hunted.get("failure_message")
+    assert hunted["status"] == "scored", hunted.get("attempts")
     s = hunted["scores"]
     assert s["spike_corr"] < 0.9  # it did not get the outputs …
     assert s["recovered"] <= max(s["random_recovered"], s["input_recovered"])  # … nor biovars
