@@ -37,19 +37,30 @@ def iteration_table(rows: list[dict], title: str) -> Table:
     table = Table(title=title, caption=Text(
         "counts on the selection trials [95 % interval over trials]; beyond controls: r ≥ the "
         "threshold and above the untrained null, the random network and the inputs"))
-    for col in ("#", "branch", "commit", "name", "architect", *NUMERIC[1:], "status"):
-        table.add_column(col, justify="right" if col in NUMERIC else "left")
+    for col in ("#", "parent", "branch", "commit", "name", "architect", *NUMERIC[1:],
+                "status"):
+        table.add_column(col, justify="right" if col in NUMERIC else "left",
+                         no_wrap=col in ("#", "parent"))
     for r in rows:
         scored = r.get("recovered") is not None
         n = ["" if not scored else _with_interval(r, k, suffix) for k, suffix in (
             ("beyond_controls", ""), ("recovered", "/160"), ("above_null", ""),
             ("beyond_inputs", ""))]
         table.add_row(*_cells(
-            fmt(r.get("number")), r.get("branch"), one_line(r.get("commit_sha"))[:10],
+            fmt(r.get("number")), _parent(r.get("lineage")), r.get("branch"),
+            one_line(r.get("commit_sha"))[:10],
             r.get("name"), r.get("architect"), *n, fmt(r.get("spike_corr")) if scored else "",
             one_line(r.get("status")) + (f" ({one_line(r.get('failure_kind'))})"
                                          if r.get("failure_kind") else "")))
     return table
+
+
+def _parent(lineage) -> str:
+    """`#3`, or `#3 edit` for SEARCH/REPLACE edits of #3: the row's parent in the lineage."""
+    parent = lineage.get("parent") if isinstance(lineage, dict) else None
+    if not isinstance(parent, int):
+        return ""
+    return f"#{parent}" + (" edit" if lineage.get("mode") == "edit" else "")
 
 
 def _with_interval(r: dict, key: str, suffix: str = "") -> str:
@@ -87,7 +98,8 @@ def log(
     run_id: RunId = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
 ) -> None:
-    """One row per iteration of a run: branch, commit, name, architect, scores, status."""
+    """One row per iteration of a run: its parent, branch, commit, name, architect, scores,
+    status."""
     from agent import runs
 
     r = runs.open_run(run_dir, run_id)
@@ -95,7 +107,7 @@ def log(
     if as_json:
         keep = ("number", "branch", "commit_sha", "name", "architect", "status",
                 "beyond_controls", "recovered", "above_null", "beyond_inputs", "spike_corr",
-                "failure_kind", "training", "repairs", "train_hours", "properties")
+                "failure_kind", "training", "repairs", "train_hours", "properties", "lineage")
         out.print_json(data=[{k: row.get(k) for k in keep} for row in rows])
         return
     out.print(iteration_table(rows, f"run {r.id} ({r.state()})"))

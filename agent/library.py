@@ -95,7 +95,8 @@ class Entry:
 
     def evidence(self) -> str:
         if not self.uses:
-            return "no uses yet"
+            return f"carried over from {self.carried}, no uses yet" if self.carried \
+                else "no uses yet"
         bc = [u.beyond_controls for u in self.uses if u.beyond_controls is not None]
         mean_bc = f", beyond controls {sum(bc) / len(bc):.1f} on average" if bc else ""
         return (f"used by {len(self.uses)} scored candidate(s) "

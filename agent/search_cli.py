@@ -34,7 +34,8 @@ def run(
         "simulated once and cached).")] = None,
     preset: Annotated[str | None, typer.Option(
         help="quick: a small real search, about 5 minutes on 2 CPU cores; smoke: every "
-        "stage in about a minute, on data too small to learn from.")] = None,
+        "stage in about a minute, on data too small to learn from (each sets data, templates, "
+        "training and expansions; --max-llm-expansions overrides its expansions).")] = None,
     architect: Annotated[str, typer.Option(
         help="Proposal source of phase 2: offline (built in, no network), anthropic, openai "
         "(any OpenAI-compatible server: vLLM, Ollama, llama.cpp) or replay.")] = "offline",
@@ -53,9 +54,11 @@ def run(
     replay_from: Annotated[Path | None, typer.Option(
         "--replay-from", help="With --architect replay: the run folder whose recorded "
         "exchanges answer the prompts.")] = None,
-    max_expansions: Annotated[int, typer.Option(
-        "--max-llm-expansions", min=0, help="Architect proposals after the templates.")
-    ] = D.max_expansions,
+    max_expansions: Annotated[int | None, typer.Option(
+        "--max-llm-expansions", min=0, help="Architect proposals after the templates "
+        f"(default: {D.max_expansions}, or the preset's).", show_default=False)] = None,
+    patience: Annotated[int, typer.Option(
+        min=1, help="Stop after this many expansions without a new best.")] = D.patience,
     time_budget: Annotated[float, typer.Option(
         "--time-budget", min=0.0, help="Training hours per architecture.")] = 2.0,
     target: Annotated[int, typer.Option(
@@ -173,13 +176,15 @@ def run(
         if preset is not None:
             p = PRESETS[preset]
             spec, chosen, train = p.data, p.templates, dict(p.train)
-            max_expansions = min(max_expansions, p.max_expansions)
+            max_expansions = p.max_expansions if max_expansions is None else max_expansions
             finalists, final_seeds = min(finalists, p.finalists), min(final_seeds, p.final_seeds)
         ds, path = dataset_at(data_dir, spec)
+        if max_expansions is None:
+            max_expansions = D.max_expansions
         cfg = RunConfig(run_dir=str(run_dir), data_dir=str(path), templates=chosen,
                         architect=architect, model=model, base_url=base_url,
                         price=_price(price), replay_from=replay_from and str(replay_from),
-                        max_expansions=max_expansions, target=target,
+                        max_expansions=max_expansions, patience=patience, target=target,
                         objective=objective.replace("-", "_"), margin=margin,
                         finalists=finalists, final_seeds=final_seeds,
                         max_total_hours=max_total_hours,

@@ -9,7 +9,11 @@ it). For each configuration and seed it prints the default objective's best-so-f
 best, and the share of expansions after the first that import a library block; then the
 mean over seeds, and writes the curves as an SVG plot.
 
-    .venv/bin/python benchmarks/bench_search.py [--seeds 0 1 2] [--out search.svg]
+    .venv/bin/python benchmarks/bench_search.py [--seeds 0 1 2] [--expansions N]
+        [--configs peer "library + archive"] [--out search.svg]
+
+--expansions raises the quick preset's 3 expansions (and the patience with it, so that
+every run uses all of them): each adds about 40 s per run on 2 cores.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ CONFIGS = (("peer: neither", ["--no-learn", "--no-archive"]),
            ("library + archive", ["--learn", "--archive"]))
 
 
-def measure(extra: list[str], seed: int) -> dict:
+def measure(extra: list[str], seed: int, expansions: int | None) -> dict:
+    longer = [] if expansions is None else ["--max-llm-expansions", str(expansions),
+                                            "--patience", str(expansions)]
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([*CLI, "run", "--preset", "quick", "--sandbox", "process",
-                        "--finalists", "0", "--seed", str(seed), "--run-dir", d, *extra],
+                        "--finalists", "0", "--seed", str(seed), "--run-dir", d, *extra,
+                        *longer],
                        check=True, capture_output=True, text=True)
         (r,) = runs.runs(Path(d))
         rows = r.ledger.iterations(r.id)
@@ -81,12 +88,17 @@ def svg(results: dict[str, list[dict]], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--expansions", type=int, default=None,
+                    help="expansions per run (default: the quick preset's 3)")
+    ap.add_argument("--configs", nargs="+", default=[name for name, _ in CONFIGS],
+                    help="configurations to run, the peer always first (default: all four)")
     ap.add_argument("--out", type=Path, default=Path("search.svg"))
     args = ap.parse_args()
+    chosen = [(n, e) for n, e in CONFIGS if n == CONFIGS[0][0] or n in args.configs]
     results: dict[str, list[dict]] = {}
-    for name, extra in CONFIGS:
+    for name, extra in chosen:
         for seed in args.seeds:
-            m = measure(extra, seed)
+            m = measure(extra, seed, args.expansions)
             results.setdefault(name, []).append(m)
             print(f"{name:18s} seed {seed}: best-so-far {m['curve']} (recovered "
                   f"{m['recovered'][-1]}), later expansions importing a block "

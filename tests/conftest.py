@@ -26,3 +26,29 @@ def backend(request):
             pytest.skip("no docker engine answers")
         runner.docker_client()  # builds the image on first use
     return request.param
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One `run --preset smoke` through the CLI, bubblewrap sandbox: (exit code, stdout,
+    stderr, run folder). The CLI's and the library's tests read the same run, which is the
+    longest thing the suite does."""
+    import contextlib
+    import io
+    import sys
+
+    from agent import cli
+
+    runs = tmp_path_factory.mktemp("smoke")
+    out, err = io.StringIO(), io.StringIO()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DESCARTES_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    mp.setattr(sys, "argv", ["descartes-agent", "run", "--preset", "smoke", "--sandbox",
+                             "process", "--run-dir", str(runs)])
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                pytest.raises(SystemExit) as exit_info:
+            cli.main()
+    finally:
+        mp.undo()
+    return exit_info.value.code or 0, out.getvalue(), err.getvalue(), runs

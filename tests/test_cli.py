@@ -182,12 +182,11 @@ def test_check_usage_errors_exit_2(monkeypatch, capsys, tmp_path):
     assert code == 2 and "no such file" in err
 
 
-def test_run_smoke_end_to_end_with_the_offline_architect(monkeypatch, capsys, tmp_path):
+def test_run_smoke_end_to_end_with_the_offline_architect(monkeypatch, capsys, smoke_run):
     from agent.ledger import Ledger
     from agent.repository import ModelRepository
 
-    code, out, err = run(monkeypatch, capsys, "run", "--preset", "smoke", "--sandbox", "process",
-                         "--run-dir", str(tmp_path))
+    code, out, err, tmp_path = smoke_run
     assert code == 0, err
     # Three expansions is both the quick preset's limit and the patience: either may say it.
     assert re.search(r"stopped: (expansions used|3 expansions without improvement) after 5 "

@@ -80,3 +80,7 @@ def test_in_a_run_a_failing_edit_is_a_repair_and_the_child_records_its_parent(
     code, out, _ = run(monkeypatch, capsys, "diff", "2", "--run-dir", str(tmp_path))
     assert code == 0 and "-        theta = torch.empty(n).uniform_(0.0, 0.3)" in out
     assert "+        theta = torch.empty(n).uniform_(0.0, 0.1)" in out
+    code, out, _ = run(monkeypatch, capsys, "log", "--run-dir", str(tmp_path))
+    assert code == 0 and out.count("#1 edit") == 1  # the lineage, parent → child, in the log
+    code, out, _ = run(monkeypatch, capsys, "log", "--run-dir", str(tmp_path), "--json")
+    assert json.loads(out)[1]["lineage"]["parent"] == 1

@@ -177,13 +177,12 @@ def test_a_forged_contract_breaks_the_protocol(bad):
 
 
 def test_a_run_learns_a_block_a_later_candidate_imports_and_replay_is_exact(
-        monkeypatch, capsys, tmp_path):
+        monkeypatch, capsys, smoke_run):
     from test_cli import run
 
     from agent import runs
 
-    code, out, err = run(monkeypatch, capsys, "run", "--preset", "smoke", "--sandbox",
-                         "process", "--finalists", "0", "--run-dir", str(tmp_path))
+    code, out, err, tmp_path = smoke_run
     assert code == 0, out + err
     assert "library: " in out and "entered" in out
     r = runs.open_run(tmp_path)
@@ -209,3 +208,31 @@ def test_a_run_learns_a_block_a_later_candidate_imports_and_replay_is_exact(
                              "--run-dir", str(tmp_path))
         assert code == 0, out + err
         assert "identical" in out
+
+
+def test_run_library_starts_a_new_run_from_an_earlier_runs_blocks(monkeypatch, capsys,
+                                                                   smoke_run, tmp_path):
+    from test_cli import run
+
+    from agent import runs
+    from agent.config import PRESETS
+    from descartes_core.dataset import cached_or_simulated
+
+    *_, earlier_dir = smoke_run
+    earlier = runs.open_run(earlier_dir)
+    verified = {e.name for e in Library(earlier.repo).entries.values()
+                if e.status == "verified"}
+    data, _ = cached_or_simulated(PRESETS["smoke"].data)
+    code, _, err = run(monkeypatch, capsys, "run", "--data-dir", str(data), "--templates", "",
+                       "--max-llm-expansions", "0", "--finalists", "0", "--sandbox", "process",
+                       "--library", "nowhere", "--run-dir", str(tmp_path))
+    assert code == 2 and "--library nowhere" in err and "Traceback" not in err
+    code, out, err = run(monkeypatch, capsys, "run", "--data-dir", str(data), "--templates", "",
+                         "--max-llm-expansions", "0", "--finalists", "0", "--sandbox",
+                         "process", "--library", str(earlier.dir), "--run-dir", str(tmp_path))
+    assert code == 0, out + err
+    carried = Library(runs.open_run(tmp_path).repo)
+    assert {e.name for e in carried.offered()} == verified  # each verified again, here
+    assert all(e.carried == earlier.dir.name and not e.uses for e in carried.offered())
+    code, out, _ = run(monkeypatch, capsys, "library", "list", "--run-dir", str(tmp_path))
+    assert code == 0 and f"carried over from {earlier.dir.name}" in " ".join(out.split())
