@@ -3,13 +3,13 @@
 No image can be pulled on a machine without a registry, so the image is built
 locally: a minimal Debian root filesystem (debootstrap, with python3 of the
 host's minor version) imported into the engine under a content-hashed tag. What a
-container sees of the host: its site-packages at ``/opt/site`` and the code packages
-``descartes_core`` and ``sandbox`` at ``/opt/descartes`` (read-only), the job folder at
-``/job`` (read-only) and the output folder at ``/out`` — never the project root, a data
-folder, a cache or a run folder. Each container: no network, read-only root with a
-small tmpfs, CPU / memory / pids / file-size limits, all capabilities dropped,
-no-new-privileges, user nobody, no host environment, a wall-clock kill from the host,
-removed afterwards.
+container sees of the host: its site-packages at ``/opt/site`` and the few code
+files that train a model (``sandbox.process.WORKER_FILES``) at ``/opt/descartes``
+(read-only), the job folder at ``/job`` (read-only) and the output folder at ``/out``
+— never the project root, a data folder, a cache or a run folder. Each container: no
+network, read-only root with a small tmpfs, CPU / memory / pids / file-size limits, all
+capabilities dropped, no-new-privileges, user nobody, no host environment, a wall-clock
+kill from the host, removed afterwards.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from docker.errors import DockerException, ImageNotFound
 
 from sandbox.process import (
     CODE,
-    CODE_PACKAGES,
     JOB,
     OUT,
     PROJECT_ROOT,
     SITE,
+    WORKER_FILES,
     Limits,
     has_gpu,
     pid_alive,
@@ -129,8 +129,8 @@ def _mounts(job: Path, out: Path) -> dict:
     sites = site_packages()
     mounts = {site: {"bind": SITE if i == 0 else f"{SITE}{i}", "mode": "ro"}
               for i, site in enumerate(sites)}
-    mounts.update({str(PROJECT_ROOT / pkg): {"bind": f"{CODE}/{pkg}", "mode": "ro"}
-                   for pkg in CODE_PACKAGES})
+    mounts.update({str(PROJECT_ROOT / rel): {"bind": f"{CODE}/{rel}", "mode": "ro"}
+                   for rel in WORKER_FILES})
     mounts.update({str(job): {"bind": JOB, "mode": "ro"}, str(out): {"bind": OUT, "mode": "rw"}})
     return mounts
 

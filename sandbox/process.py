@@ -5,8 +5,8 @@ Levels, strongest first (``isolation`` in every result says which one ran):
 - ``bwrap``: bubblewrap with every namespace unshared (no network, own pids, own
   user) over an empty root that shows only what the job needs (``VISIBLE``): the
   system's ``/usr`` (libraries), the interpreter and its standard library (its own
-  site-packages hidden), the environment's site-packages at ``/opt/site``, the code
-  packages ``descartes_core`` and ``sandbox`` at ``/opt/descartes``, the job folder
+  site-packages hidden), the environment's site-packages at ``/opt/site``, the few code
+  files that train a model (``WORKER_FILES``) at ``/opt/descartes``, the job folder
   read-only and the output folder writable, a private ``/tmp``, ``/dev`` and ``/proc``.
   No ``$HOME``, ``/etc``, caches, data, run folders, checkouts or other jobs. It dies
   with its parent.
@@ -106,8 +106,16 @@ def _unshare() -> list[str]:
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CODE_PACKAGES = ("descartes_core", "sandbox")
-"""What the worker imports of the project; the rest of the checkout stays outside."""
+WORKER_FILES = (
+    "descartes_core/__init__.py", "descartes_core/contract.py", "descartes_core/training.py",
+    "descartes_core/losses.py", "descartes_core/stiff.py", "descartes_core/events.py",
+    "descartes_core/scoring.py",
+    "sandbox/__init__.py", "sandbox/worker.py", "sandbox/protocol.py", "sandbox/blocks.py",
+)
+"""The only project files a job sees: what builds, trains and rolls out a model. Never the
+simulator, the trial design or dataset generation (``circuit``, ``trials``, ``dataset``,
+…): a candidate that runs arbitrary code must find nothing there from which the hidden
+variables could be recomputed (tests/test_sandbox_mounts.py checks the closure)."""
 SITE, CODE, JOB, OUT = "/opt/site", "/opt/descartes", "/job", "/out"
 TMP_MB = 256
 """The private /tmp of a job (memory of the host's, so capped; docker's is 64 MB)."""
@@ -153,8 +161,8 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
                  "--remount-ro", str(stdlib / "site-packages")]
     for i, site in enumerate(site_packages()):
         args += ["--ro-bind", site, SITE if i == 0 else f"{SITE}{i}"]
-    for pkg in CODE_PACKAGES:
-        args += ["--ro-bind", str(PROJECT_ROOT / pkg), f"{CODE}/{pkg}"]
+    for rel in WORKER_FILES:
+        args += ["--ro-bind", str(PROJECT_ROOT / rel), f"{CODE}/{rel}"]
     if lim.cuda:
         args += [a for dev in sorted(Path("/dev").glob("nvidia*"))
                  for a in ("--dev-bind", str(dev), str(dev))]
