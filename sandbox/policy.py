@@ -3,8 +3,14 @@
 It runs none of the candidate's code and returns every violation with its line,
 column and a one-line reason the architect can act on. The rules:
 
-- **Imports** only of ``ALLOWED_MODULES``; from ``typing`` and ``dataclasses`` only the
-  names in ``LISTED`` (annotations and ``@dataclass``/``field``).
+- **Imports** only of ``ALLOWED_MODULES``, and only at the top level of the file; from
+  ``typing`` and ``dataclasses`` only the names in ``LISTED`` (annotations and
+  ``@dataclass``/``field``).
+- **Scopes**: a name imported at the top level is bound nowhere else, in no scope (no
+  assignment, argument, def, loop, ``with``, ``except``, comprehension or lambda target,
+  ``del``, nor an import elsewhere), as Python's own scoping (``symtable``) finds them. So
+  the name stands for its import wherever it is read, and the checker may resolve it once
+  for the whole file. What it imports is read-only (``torch.x = …`` is refused).
 - **Module attributes** are resolved on the host against the real modules: a chain such
   as ``torch.nn.functional.softplus`` must name public, existing attributes, never a
   module outside the list (``torch.utils``, ``torch.serialization``, ``nn.modules``, …),
@@ -15,6 +21,8 @@ column and a one-line reason the architect can act on. The rules:
   attribute names of the OS, files, frames or string formatting (``OBJECT_DENIED``:
   ``x.numpy``, ``gen.gi_frame``, ``"{0.__class__}".format``), and a private name only
   directly on a name of the candidate's own (``self._n``, never ``torch.Tensor._make``).
+  ``exec``, ``eval``, ``open``, ``load_inline``, ``system``, ``spawn*`` and their kin
+  (``DYNAMIC_ATTRIBUTES``, ``DYNAMIC_FAMILIES``) are refused on every object and module.
 - **Names**: builtins from ``ALLOWED_BUILTINS`` only; ``exec``, ``getattr`` and the other
   dynamic ones (``DYNAMIC``) nowhere, not even rebound, so no attribute or name is ever
   taken from a string. No string annotations (``typing`` would evaluate them).
@@ -23,18 +31,17 @@ column and a one-line reason the architect can act on. The rules:
   ``class Model(nn.Module)``; no ``global``, ``nonlocal``, ``async`` or metaclass; a
   ``LATENT_DIM`` only as an int literal within the cap (``contract.MAX_LATENT_DIM``).
 
-RestrictedPython, under a policy relaxed just enough for ``nn.Module`` code, gives a
-second opinion; only its verdict is used. Neither reader is the security boundary: the
-sandbox is. They reject early and explain, and they let the idioms an LLM writes
-(dataclasses, helper modules and functions, ``dict(...)`` constants) pass and run.
+The tables are in ``sandbox.policy_tables``. RestrictedPython, under a policy relaxed
+just enough for ``nn.Module`` code, gives a second opinion; only its verdict is used.
+Neither reader is the security boundary: the sandbox is. They reject early and explain,
+and they let the idioms an LLM writes (dataclasses, helper modules and functions,
+``dict(...)`` constants) pass and run.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import functools
-import importlib
 import re
 import symtable
 import types
@@ -45,74 +52,24 @@ from RestrictedPython import compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from descartes_core.contract import complete, declared_width, property_errors
+from sandbox.policy_tables import (
+    ALLOWED_BUILTINS,
+    ALLOWED_DUNDERS,
+    ALLOWED_MODULES,
+    BANNED_NODES,
+    DEFAULT_IMPORTS,
+    DYNAMIC,
+    LIBRARY,
+    OBJECT_DENIED,
+    SPECIAL_METHODS,
+    TOP_LEVEL,
+    dynamic_attribute,
+    foreign_private_names,
+    host_module,
+    module_attribute,
+)
 
-ALLOWED_MODULES = frozenset({
-    "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.nn.utils",
-    "torch.nn.utils.parametrizations", "torch.nn.utils.parametrize", "torch.nn.utils.rnn",
-    "torch.fft", "torch.linalg", "torch.special", "torch.autograd", "torch.autograd.functional",
-    "torch.func", "torch.distributions", "torch.utils.checkpoint", "math", "typing",
-    "dataclasses", "torchdiffeq", "descartes_core.stiff",
-})
-DEFAULT_IMPORTS = ALLOWED_MODULES
-LISTED = {
-    "typing": frozenset({"Any", "Callable", "ClassVar", "Dict", "Final", "Iterable", "List",
-                         "Literal", "Mapping", "NamedTuple", "Optional", "Sequence", "Tuple",
-                         "Type", "Union", "cast"}),
-    "dataclasses": frozenset({"asdict", "dataclass", "field"}),
-}
-"""Modules whose names are listed one by one (the rest expose every public name)."""
-DENIED_WORDS = frozenset({
-    "load", "loads", "save", "file", "files", "compile", "compiled", "compiler", "storage",
-    "pickle", "serialization", "dlpack", "numpy", "jit", "export", "hub",
-    "library", "threads", "interop", "profiler", "cuda", "ops", "classes", "package", "fx",
-    "dynamo", "inductor", "onnx", "distributed", "multiprocessing", "backends", "os", "sys",
-    "environ", "subprocess", "importlib", "ctypes", "builtins", "inspect", "socket", "shutil",
-})
-"""Words (split at underscores and case changes) that mark a module attribute as a file,
-process, compile, loader or device API: ``torch.load``, ``torch.from_file``, ..."""
-DENIED_NAMES = frozenset({"set_default_tensor_type"})
-"""Public module attributes that import whatever dotted name they are given."""
-OBJECT_DENIED = frozenset({
-    "numpy", "tofile", "dump", "dumps", "save", "load", "loads", "storage", "untyped_storage",
-    "share_memory_", "from_file", "format", "format_map", "mro", "f_globals", "f_locals",
-    "f_back", "f_code", "f_builtins", "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame",
-    "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "os", "sys",
-    "builtins", "inspect", "subprocess", "importlib", "ctypes", "socket", "shutil", "pickle",
-    "serialization", "environ", "modules", "obj", "tb_lasti", "__traceback__",
-})
-ALLOWED_DUNDERS = frozenset({"__init__"})
-SPECIAL_METHODS = frozenset({
-    "__getattr__", "__getattribute__", "__setattr__", "__delattr__", "__init_subclass__",
-    "__class_getitem__", "__set_name__", "__reduce__", "__reduce_ex__", "__getstate__",
-    "__setstate__", "__del__", "__new__", "__get__", "__set__", "__delete__", "__prepare__",
-    "__instancecheck__", "__subclasscheck__", "__mro_entries__", "__format__",
-})
-"""Dunder methods a model may not define; any other (``__repr__``, ``__post_init__``,
-``__getitem__``, …) is ordinary."""
-DYNAMIC = frozenset({
-    "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "dir",
-    "getattr", "setattr", "delattr", "hasattr", "breakpoint", "memoryview", "exit", "quit",
-    "help", "type", "__build_class__", "__builtins__", "__loader__", "__spec__",
-})
-ALLOWED_BUILTINS = frozenset({
-    "abs", "all", "any", "bool", "callable", "classmethod", "complex", "dict", "divmod",
-    "enumerate", "filter", "float", "frozenset", "hash", "int", "isinstance", "issubclass",
-    "iter", "len", "list", "map", "max", "min", "next", "object", "pow", "print", "property",
-    "range", "repr", "reversed", "round", "set", "slice", "sorted", "staticmethod", "str",
-    "sum", "super", "tuple", "zip", "NotImplemented", "Ellipsis",
-} | {n for n, v in vars(builtins).items()
-     if isinstance(v, type) and issubclass(v, BaseException)})
-TOP_LEVEL = (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.Assign, ast.AnnAssign)
-BANNED_NODES = {
-    ast.Global: "'global' is not allowed",
-    ast.Nonlocal: "'nonlocal' is not allowed",
-    ast.AsyncFunctionDef: "async functions are not allowed",
-    ast.Await: "'await' is not allowed",
-    ast.AsyncFor: "'async for' is not allowed",
-    ast.AsyncWith: "'async with' is not allowed",
-    ast.Match: "'match' is not allowed",
-}
-_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+__all__ = ["DEFAULT_IMPORTS", "Verdict", "Violation", "check", "literal_properties"]
 
 
 @dataclass(frozen=True)
@@ -139,44 +96,7 @@ class Verdict:
         return not self.violations
 
 
-def denied_word(name: str) -> str | None:
-    """The word of `name` that marks a file, process, compile or loader API, if any."""
-    return next((w for w in (m.lower() for m in _WORD.findall(name)) if w in DENIED_WORDS),
-                None)
-
-
-@functools.cache
-def _module(name: str) -> types.ModuleType:
-    return importlib.import_module(name)  # trusted modules of the allow-list, on the host
-
-
-_MISSING = object()
 _BLOCK = object()  # what a name imported from the library stands for here
-LIBRARY = "library"
-
-
-def _module_attribute(module: types.ModuleType, attr: str) -> tuple[object, str | None]:
-    """(value, None) when a model may use `module.attr`, else (None, the reason)."""
-    where = f"'{module.__name__}.{attr}'"
-    if attr.startswith("_"):
-        return None, f"{where} is private"
-    listed = LISTED.get(module.__name__)
-    if listed is not None and attr not in listed:
-        return None, f"{where} is not allowed (from {module.__name__}: {', '.join(sorted(listed))})"
-    if (word := denied_word(attr)) is not None:
-        return None, f"{where} reaches outside the model ('{word}' APIs are not allowed)"
-    if attr in DENIED_NAMES:
-        return None, f"{where} imports modules by name and is not allowed"
-    try:
-        value = getattr(module, attr, _MISSING)
-    except Exception:  # a lazy attribute that fails to load: not usable either way
-        value = _MISSING
-    if value is _MISSING:
-        return None, f"{where} does not exist"
-    if isinstance(value, types.ModuleType) and value.__name__ not in ALLOWED_MODULES:
-        return None, (f"{where} is the module {value.__name__}, which is not allowed "
-                      f"(allowed: {', '.join(sorted(ALLOWED_MODULES))})")
-    return value, None
 
 
 class _ProjectTransformer(RestrictingNodeTransformer):
@@ -222,22 +142,60 @@ def _restricted_python(source: str) -> list[Violation]:
     return out
 
 
-def _unbound_references(source: str) -> set[str]:
+def _unbound_references(top: symtable.SymbolTable) -> set[str]:
     """Names some scope reads that no scope of the source binds for it: builtins (or typos).
 
     Python's own scoping (symtable), so a name bound in one function and read in another,
     where it is the builtin, is caught."""
-    top = symtable.symtable(source, "<candidate>", "exec")
     module = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
-    out, todo = set(), [top]
-    while todo:
-        table = todo.pop()
-        todo.extend(table.get_children())
+    out = set()
+    for table in _tables(top):
         for sym in table.get_symbols():
             if sym.is_referenced() and not (sym.is_local() or sym.is_free()) \
                     and sym.get_name() not in module:
                 out.add(sym.get_name())
     return out
+
+
+def _tables(top: symtable.SymbolTable) -> list[symtable.SymbolTable]:
+    """Every scope of the source: the module, classes, functions, lambdas, comprehensions."""
+    out, todo = [], [top]
+    while todo:
+        table = todo.pop()
+        out.append(table)
+        todo.extend(table.get_children())
+    return out
+
+
+def _rebound_imports(top: symtable.SymbolTable) -> list[tuple[str, symtable.SymbolTable]]:
+    """(name, scope) for each name imported at the top level that a scope binds otherwise:
+    an assignment, argument, def or class, loop, with, except, comprehension or lambda
+    target, ``del``, or an import in another scope.
+
+    The checker resolves an imported name to its module everywhere; Python does so only
+    where no scope rebinds it, so a name that is rebound anywhere is refused outright."""
+    imported = {s.get_name() for s in top.get_symbols() if s.is_imported()}
+    out = []
+    for table in _tables(top):
+        for sym in table.get_symbols():
+            if sym.get_name() in imported and (
+                    sym.is_assigned() or sym.is_parameter() or sym.is_namespace()
+                    or (sym.is_imported() and table is not top)):
+                out.append((sym.get_name(), table))
+    return out
+
+
+def _scope_name(table: symtable.SymbolTable) -> str:
+    name = table.get_name()
+    if table.get_type() == "module":
+        return "the top level"
+    if table.get_type() == "class":
+        return f"the class '{name}'"
+    if name == "lambda":
+        return "a lambda"
+    if name in ("listcomp", "setcomp", "dictcomp", "genexpr"):
+        return "a comprehension"
+    return f"the function '{name}'"
 
 
 def _own_private_names(tree: ast.AST) -> set[str]:
@@ -256,21 +214,6 @@ def _own_private_names(tree: ast.AST) -> set[str]:
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 
 
-@functools.cache
-def _foreign_private_names() -> frozenset[str]:
-    """Private attribute names of the classes a model's objects come from (tensors, modules,
-    storages, functions, exceptions, …): a candidate's own private name may not be one."""
-    import torch
-
-    classes = [object, type, BaseException, types.FunctionType, types.MethodType,
-               types.GeneratorType, types.CodeType, types.FrameType, types.TracebackType,
-               torch.Tensor, torch.nn.Module, torch.nn.Parameter, torch.TypedStorage,
-               torch.UntypedStorage, torch.autograd.Function, torch.Generator]
-    for name in ALLOWED_MODULES - {"typing", "dataclasses"}:
-        classes += [v for v in vars(_module(name)).values() if isinstance(v, type)]
-    return frozenset(n for c in classes for n in dir(c) if n.startswith("_"))
-
-
 _FIELD = re.compile(r"{([^{}]*)}")
 
 
@@ -286,24 +229,38 @@ class _AllowList(ast.NodeVisitor):
     def __init__(self, tree: ast.Module, source: str, library: frozenset[str] = frozenset()):
         self.library = library
         self.out: list[Violation] = []
-        try:
-            self.unbound = _unbound_references(source)
-        except SyntaxError as e:  # what compile() would refuse: the source is rejected anyway
-            self.unbound = set()
-            self.flag(e, "syntax", f"syntax error: {e.msg}")
-        self.own_private = _own_private_names(tree)
         self.modules: dict[str, object] = {}  # import alias -> module or object it names
         self.parents: dict[int, ast.AST] = {}
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
                 self.parents[id(child)] = node
+        try:
+            scopes = symtable.symtable(source, "<candidate>", "exec")
+        except SyntaxError as e:  # what compile() would refuse: the source is rejected anyway
+            scopes = None
+            self.flag(e, "syntax", f"syntax error: {e.msg}")
+        self.unbound = _unbound_references(scopes) if scopes is not None else set()
+        self.own_private = _own_private_names(tree)
         # every import first: a function above an import must not see a module as a local
+        top = {id(stmt) for stmt in tree.body}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                self._import(node)
-            elif isinstance(node, ast.ImportFrom):
-                self._import_from(node)
-        shadowing = self.own_private & _foreign_private_names()
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                bindings = self._import(node) if isinstance(node, ast.Import) \
+                    else self._import_from(node)
+                if id(node) not in top:
+                    self.flag(node, "scope", "imports go at the top level of the file, not "
+                                             "inside a function, class or block")
+                    continue
+                for name, value in bindings:
+                    if self.modules.setdefault(name, value) is not value:
+                        self.flag(node, "scope", f"'{name}' is imported twice as different "
+                                                 "things: give each its own name")
+        for name, table in _rebound_imports(scopes) if scopes is not None else []:
+            self.out.append(Violation(
+                max(1, table.get_lineno()), 0, "scope",
+                f"'{name}' is imported at the top of the file and bound again in "
+                f"{_scope_name(table)}: give the new value its own name"))
+        shadowing = self.own_private & foreign_private_names()
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in shadowing:
                 self.flag(node, "private", f"'{node.attr}' is a private name of torch or "
@@ -320,45 +277,50 @@ class _AllowList(ast.NodeVisitor):
                                       f"(allowed: {', '.join(sorted(ALLOWED_MODULES))})")
             return None
         try:
-            return _module(name)
+            return host_module(name)
         except ImportError:
             self.flag(node, "import", f"'{name}' cannot be imported on this host")
             return None
 
-    def _import(self, node):
+    def _import(self, node) -> list[tuple[str, object]]:
+        out = []
         for alias in node.names:
             module = self._allowed_module(node, alias.name)
             if module is not None:
                 root = alias.asname or alias.name.split(".")[0]
-                self.modules[root] = module if alias.asname else _module(root)
+                out.append((root, module if alias.asname else host_module(root)))
+        return out
 
-    def _import_from(self, node):
+    def _import_from(self, node) -> list[tuple[str, object]]:
         if node.module == LIBRARY and not node.level:
-            self._import_blocks(node)
-            return
+            return self._import_blocks(node)
         module = None if node.level else self._allowed_module(node, node.module or "")
         if node.level:
             self.flag(node, "import", "relative imports are not allowed")
+        out = []
         for alias in node.names:
             if alias.name == "*":
                 self.flag(node, "import", "'import *' is not allowed: name what you use")
             elif module is not None:
-                value, why = _module_attribute(module, alias.name)
+                value, why = module_attribute(module, alias.name)
                 if why:
                     self.flag(node, "import", why)
                 else:
-                    self.modules[alias.asname or alias.name] = value
+                    out.append((alias.asname or alias.name, value))
+        return out
 
-    def _import_blocks(self, node):
+    def _import_blocks(self, node) -> list[tuple[str, object]]:
         """A verified block is the candidate's own code as far as the rules go: its
         attributes are checked as those of any object, never resolved as a module's."""
+        out = []
         for alias in node.names:
             if alias.name in self.library:
-                self.modules[alias.asname or alias.name] = _BLOCK
+                out.append((alias.asname or alias.name, _BLOCK))
                 continue
             known = ", ".join(sorted(self.library)) or "none yet"
             self.flag(node, "import", f"'{alias.name}' is not a verified library block "
                                       f"(verified: {known})")
+        return out
 
     # names and attributes -----------------------------------------------------------------
     def visit_Name(self, node):
@@ -395,9 +357,12 @@ class _AllowList(ast.NodeVisitor):
         root, attrs = self._chain(node)
         value = self.modules.get(root.id) if root is not None else None
         shown = ".".join([root.id if root is not None else "…", *attrs])
+        if root is not None and root.id in self.modules and not isinstance(node.ctx, ast.Load):
+            # the checker resolves chains on the host's modules: they must stay as they are
+            self.flag(node, "module", f"'{shown}': what the file imports is read-only")
         depth = 0
         while isinstance(value, types.ModuleType) and depth < len(attrs):
-            value, why = _module_attribute(value, attrs[depth])
+            value, why = module_attribute(value, attrs[depth])
             if why:
                 self.flag(node, "escape-hatch", why if shown == ".".join(
                     [root.id, *attrs[:depth + 1]]) and depth + 1 == len(attrs)
@@ -411,8 +376,8 @@ class _AllowList(ast.NodeVisitor):
             if attr.startswith("__") and attr not in ALLOWED_DUNDERS:
                 self.flag(node, "dunder", f"attribute '{attr}' is not allowed "
                                           "(only __init__, as in super().__init__())")
-            elif attr in OBJECT_DENIED and not (attr in ("format", "format_map") and
-                                                _plain_format_string(node.value)):
+            elif (attr in OBJECT_DENIED or dynamic_attribute(attr)) and not (
+                    attr in ("format", "format_map") and _plain_format_string(node.value)):
                 self.flag(node, "escape-hatch", f"'{shown}' reaches outside the model "
                                                 f"('.{attr}' is not allowed)")
             elif attr.startswith("_") and not attr.startswith("__") \

@@ -6,6 +6,7 @@ from descartes_core.contract import template_sources
 from sandbox.policy import check
 
 HEADER = '''import math
+import typing
 from dataclasses import dataclass
 
 import torch
@@ -163,7 +164,7 @@ def _body_lines(*lines: str) -> str:
     (("torch.set_num_threads(64)",), "escape-hatch", "'threads' APIs"),
     # typing evaluates strings; only the listed names of typing and dataclasses
     (("y: 'torch.Tensor' = x",), "annotation", "string annotations"),
-    (("import typing", "typing.get_type_hints(x)"), "escape-hatch", "not allowed (from typing"),
+    (("typing.get_type_hints(x)",), "escape-hatch", "not allowed (from typing"),
     (("from dataclasses import fields",), "import", "'dataclasses.fields' is not allowed"),
     (("undefined_thing(x)",), "name", "'undefined_thing' is not defined"),
 ])

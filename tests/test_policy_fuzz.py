@@ -18,7 +18,8 @@ ESCAPES = [
     "torch.Tensor._make_subclass(x, x)", "nn.modules.module.inspect", "'{0.__class__}'.format(x)",
     "torch.UntypedStorage.from_file('f')", "type(x).mro()", "F.torch.hub.load('a', 'b')",
     "vars(x)", "torch.compile(x)", "e.__traceback__.tb_frame.f_globals", "math.sys",
-    "exec('1')", "z: 'torch.Tensor' = x", "dataclasses.builtins",
+    "exec('1')", "z: 'torch.Tensor' = x", "dataclasses.builtins", "x.system('id')",
+    "x.type('os')", "e.with_traceback(None).open('/etc/passwd')", "torch.typing_extensions",
 ]
 
 
