@@ -31,11 +31,9 @@ column and a one-line reason the architect can act on. The rules:
   ``class Model(nn.Module)``; no ``global``, ``nonlocal``, ``async`` or metaclass; a
   ``LATENT_DIM`` only as an int literal within the cap (``contract.MAX_LATENT_DIM``).
 
-The tables are in ``sandbox.policy_tables``. RestrictedPython, under a policy relaxed
-just enough for ``nn.Module`` code, gives a second opinion; only its verdict is used.
-Neither reader is the security boundary: the sandbox is. They reject early and explain,
-and they let the idioms an LLM writes (dataclasses, helper modules and functions,
-``dict(...)`` constants) pass and run.
+The tables are in ``policy_tables``, the file's shape in ``policy_shape``, and
+RestrictedPython's second opinion in ``policy_restricted``. None of them is the security
+boundary: the sandbox is, and it holds with the policy off. They reject early and explain.
 """
 
 from __future__ import annotations
@@ -48,10 +46,8 @@ import types
 import warnings
 from dataclasses import dataclass, field
 
-from RestrictedPython import compile_restricted_exec
-from RestrictedPython.transformer import RestrictingNodeTransformer
-
-from descartes_core.contract import complete, declared_width, property_errors
+from sandbox.policy_restricted import restricted_python
+from sandbox.policy_shape import literal_properties, module_checks
 from sandbox.policy_tables import (
     ALLOWED_BUILTINS,
     ALLOWED_DUNDERS,
@@ -62,7 +58,7 @@ from sandbox.policy_tables import (
     LIBRARY,
     OBJECT_DENIED,
     SPECIAL_METHODS,
-    TOP_LEVEL,
+    Violation,
     dynamic_attribute,
     foreign_private_names,
     host_module,
@@ -70,17 +66,6 @@ from sandbox.policy_tables import (
 )
 
 __all__ = ["DEFAULT_IMPORTS", "Verdict", "Violation", "check", "literal_properties"]
-
-
-@dataclass(frozen=True)
-class Violation:
-    line: int
-    col: int
-    rule: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}, col {self.col}: {self.message} [{self.rule}]"
 
 
 @dataclass
@@ -97,49 +82,6 @@ class Verdict:
 
 
 _BLOCK = object()  # what a name imported from the library stands for here
-
-
-class _ProjectTransformer(RestrictingNodeTransformer):
-    """RestrictedPython's checks, relaxed just enough for ordinary nn.Module code."""
-
-    def error(self, node, info):
-        self.errors.append(f"Line {getattr(node, 'lineno', 0)}:{getattr(node, 'col_offset', 0)}: "
-                           f"{info}")
-
-    def check_name(self, node, name, allow_magic_methods=False):
-        if name is not None and name.startswith("_") and not name.startswith("__"):
-            return  # single-underscore helpers and attributes are ordinary Python
-        if allow_magic_methods and name is not None and name.startswith("__") \
-                and name.endswith("__") and node.col_offset != 0:
-            return  # a method such as __repr__ or __post_init__ (the allow-list vets it)
-        super().check_name(node, name, allow_magic_methods)
-
-    def visit_Attribute(self, node):
-        if (node.attr.startswith("_") and not node.attr.startswith("__")) or (
-                node.attr in ALLOWED_DUNDERS):
-            return self.node_contents_visit(node)
-        return super().visit_Attribute(node)
-
-    def visit_AugAssign(self, node):  # self.n += 1, y[..., 0] += x
-        return self.node_contents_visit(node)
-
-    def visit_AnnAssign(self, node):  # x: int = 1, dataclass fields
-        return self.node_contents_visit(node)
-
-
-_RP_LINE = re.compile(r"^Line (\d+):(\d+): (.*)$")
-
-
-def _restricted_python(source: str) -> list[Violation]:
-    result = compile_restricted_exec(source, filename="<candidate>", policy=_ProjectTransformer)
-    out = []
-    for err in result.errors:
-        m = _RP_LINE.match(err)
-        if m:
-            out.append(Violation(int(m[1]), int(m[2]), "restricted-python", m[3]))
-        elif not err.startswith("Line"):  # syntax errors are reported by the AST pass
-            out.append(Violation(0, 0, "restricted-python", err))
-    return out
 
 
 def _unbound_references(top: symtable.SymbolTable) -> set[str]:
@@ -186,15 +128,11 @@ def _rebound_imports(top: symtable.SymbolTable) -> list[tuple[str, symtable.Symb
 
 
 def _scope_name(table: symtable.SymbolTable) -> str:
-    name = table.get_name()
-    if table.get_type() == "module":
-        return "the top level"
-    if table.get_type() == "class":
-        return f"the class '{name}'"
-    if name == "lambda":
-        return "a lambda"
-    if name in ("listcomp", "setcomp", "dictcomp", "genexpr"):
-        return "a comprehension"
+    name, kind = table.get_name(), table.get_type()
+    if kind in ("module", "class"):
+        return "the top level" if kind == "module" else f"the class '{name}'"
+    if name in ("lambda", "listcomp", "setcomp", "dictcomp", "genexpr"):
+        return "a lambda" if name == "lambda" else "a comprehension"
     return f"the function '{name}'"
 
 
@@ -420,60 +358,6 @@ class _AllowList(ast.NodeVisitor):
         super().generic_visit(node)
 
 
-def _is_module_base(base: ast.expr) -> bool:
-    return ast.unparse(base) in {"nn.Module", "torch.nn.Module", "Module"}
-
-
-def literal_properties(value: ast.expr) -> object:
-    """The value of a PROPERTIES assignment: a dict display or dict(key=...) of constants.
-
-    ValueError when it is neither."""
-    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) \
-            and value.func.id == "dict" and not value.args \
-            and all(kw.arg is not None for kw in value.keywords):
-        return {kw.arg: ast.literal_eval(kw.value) for kw in value.keywords}
-    if not isinstance(value, ast.Dict):
-        raise ValueError("not a dict")
-    return ast.literal_eval(value)
-
-
-def _module_checks(tree: ast.Module, out: list[Violation]) -> dict | None:
-    properties = None
-    models = []
-    for stmt in tree.body:
-        is_docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-        if not isinstance(stmt, TOP_LEVEL) and not is_docstring:
-            out.append(Violation(stmt.lineno, stmt.col_offset, "top-level",
-                                 f"a top-level {type(stmt).__name__} runs at import; keep "
-                                 "top-level code to imports, constants, functions and classes"))
-        if isinstance(stmt, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "PROPERTIES" for t in stmt.targets):
-            try:
-                properties = literal_properties(stmt.value)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                out.append(Violation(stmt.lineno, stmt.col_offset, "properties",
-                                     "PROPERTIES must be a literal dict of strings"))
-                continue
-            out.extend(Violation(stmt.lineno, stmt.col_offset, "properties", e)
-                       for e in property_errors(properties))
-        if isinstance(stmt, ast.ClassDef) and stmt.name == "Model":
-            models.append(stmt)
-    _width, fault = declared_width(tree)
-    if fault:
-        out.append(Violation(1, 0, "width", fault))
-    if properties is None and not any(v.rule == "properties" for v in out):
-        out.append(Violation(1, 0, "properties", "no top-level PROPERTIES = {...}"))
-    if len(models) != 1:
-        out.append(Violation(models[1].lineno if len(models) > 1 else 1, 0, "model",
-                             f"expected exactly one top-level 'class Model(nn.Module)', "
-                             f"found {len(models)}"))
-    elif not any(_is_module_base(b) for b in models[0].bases):
-        out.append(Violation(models[0].lineno, models[0].col_offset, "model",
-                             "class Model must derive from nn.Module"))
-    return complete(properties) if isinstance(properties, dict) and not any(
-        v.rule == "properties" for v in out) else None
-
-
 def check(source: object, max_bytes: int = 200_000,
           library: frozenset[str] = frozenset()) -> Verdict:
     """Every violation of the policy in `source`, which may import exactly the verified
@@ -502,10 +386,10 @@ def _check(source: object, max_bytes: int, library: frozenset[str]) -> Verdict:
         visitor = _AllowList(tree, source, library)
         visitor.visit(tree)
         out = visitor.out
-        properties = _module_checks(tree, out)
+        properties = module_checks(tree, out)
         # RestrictedPython's word only where the allow-list said nothing, to keep it crisp
         seen = {(v.line, v.col) for v in out}
-        out += [v for v in _restricted_python(source) if (v.line, v.col) not in seen]
+        out += [v for v in restricted_python(source) if (v.line, v.col) not in seen]
     except (RecursionError, MemoryError):
         return Verdict([Violation(1, 0, "size", "the source is nested too deeply")])
     except (SyntaxError, ValueError, TypeError, OverflowError) as e:  # symtable, huge literals

@@ -13,6 +13,21 @@ import functools
 import importlib
 import re
 import types
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One breach of the policy, where it is and why, in words the architect can act on."""
+
+    line: int
+    col: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}, col {self.col}: {self.message} [{self.rule}]"
+
 
 ALLOWED_MODULES = frozenset({
     "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.nn.utils",
