@@ -10,24 +10,59 @@ whole file:
 Each hunk's SEARCH text must occur exactly once in the source as the earlier hunks left
 it; one that does not is never skipped silently: the whole edit fails with that hunk,
 quoted, and why, and the architect gets it back as a repair.
+
+The reply is read in one pass over its lines, in time linear in its length: a regex with
+two lazy groups between line anchors backtracks over every pair of marker lines and took
+hours on one reply of many markers (issue 21).
 """
 
 from __future__ import annotations
 
-import re
-
-HUNK = re.compile(r"^<{7} SEARCH[ \t]*\n(.*?)^={7}[ \t]*\n(.*?)^>{7} REPLACE[ \t]*$",
-                  re.S | re.M)
+SEARCH, DIVIDER, REPLACE = "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE"
 MAX_HUNKS = 50
+MAX_MARKERS = 200
+"""Marker lines a reply may hold, nested or stray ones included: MAX_HUNKS hunks need 150."""
+_NEXT = {SEARCH: DIVIDER, DIVIDER: REPLACE, REPLACE: SEARCH}
 
 
 class EditError(ValueError):
     """An edit that does not apply: the message names the failing hunk."""
 
 
+def _marker(line: str) -> str | None:
+    """The marker `line` is (the marker, then spaces or tabs only), or None."""
+    for marker in (SEARCH, DIVIDER, REPLACE):
+        if line.startswith(marker) and not line[len(marker):].strip(" \t"):
+            return marker
+    return None
+
+
 def hunks(reply: str) -> list[tuple[str, str]]:
-    """The (search, replace) pairs of a reply, in order."""
-    return [(s, r) for s, r in HUNK.findall(reply)]
+    """The (search, replace) pairs of a reply, in order; EditError past MAX_MARKERS marker
+    lines.
+
+    A hunk is a SEARCH line, then the first divider line after it, then the first REPLACE
+    line after that; other marker lines between them are part of the text. Lines end at
+    "\\n" only (a marker line ending in "\\r" is text), and a hunk left open is no hunk."""
+    found: list[tuple[str, str]] = []
+    want, markers, start, search, pos = SEARCH, 0, 0, "", 0
+    for line in reply.split("\n"):
+        end = pos + len(line)  # where the line's "\n" is
+        marker = _marker(line)
+        if marker is not None:
+            markers += 1
+            if markers > MAX_MARKERS:
+                raise EditError(f"the reply holds more than {MAX_MARKERS} SEARCH/REPLACE "
+                                f"marker lines: send at most {MAX_HUNKS} hunks, or the whole "
+                                "file")
+        if marker == want:
+            if marker == REPLACE:
+                found.append((search, reply[start:pos]))
+            elif marker == DIVIDER:
+                search = reply[start:pos]
+            start, want = end + 1, _NEXT[want]
+        pos = end + 1
+    return found
 
 
 def _quote(text: str, limit: int = 600) -> str:

@@ -222,6 +222,9 @@ def prompt_hash(system: str, user: str) -> str:
     return hashlib.sha256(f"{system}\0{user}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# Both run in time linear in the reply (tests/test_parsers_linear.py): a body ends at the
+# first ``` after its opener, and a later opener is such a ```, so no failed opener is
+# followed by another that scans on; \s* runs over the whitespace after one } alone.
 _FENCE = re.compile(r"```([a-zA-Z]*)[ \t]*\n(.*?)```", re.S)
 _HEADER_END = re.compile(r"\}\s*(?=```)")
 
@@ -244,20 +247,22 @@ def parse_reply(reply: str, parent: str | None = None) -> Proposal:
     blocks = _FENCE.findall(reply)
     code = [body for lang, body in blocks if lang.lower() in ("python", "py", "")
             and "class Model" in body]
-    mode, edits = "full", hunks(reply)
-    if not code and edits and parent is not None:
+    mode, edits = "full", []
+    if not code and parent is not None:  # a whole file wins: hunks are read only without one
         try:
-            source, mode = apply(parent, edits), "edit"
+            edits = hunks(reply)
+            if edits:
+                source, mode = apply(parent, edits), "edit"
         except EditError as e:
             raise ParseError(f"{e}\n(the other hunks were not applied either)", reply) from None
-    elif not code:
+    if code:
+        source = code[-1].strip() + "\n"
+    elif not edits:
         raise ParseError("the reply holds no fenced Python block with `class Model`"
                          + (" and no SEARCH/REPLACE hunks" if parent is not None else "")
                          + ": reply with a JSON header and one ```python block holding the "
                          "whole file" + (", or with SEARCH/REPLACE edits of the parent"
                                          if parent is not None else ""), reply)
-    else:
-        source = code[-1].strip() + "\n"
     props = _properties(source, reply)
     props = complete(props) if props else props
     meta, notes = _header(reply, blocks), []

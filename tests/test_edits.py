@@ -1,8 +1,12 @@
 """SEARCH/REPLACE edits: applied to the parent exactly, or refused with the failing hunk."""
 
-import pytest
+import re
 
-from agent.edits import EditError, apply, hunks
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.edits import MAX_HUNKS, MAX_MARKERS, EditError, apply, hunks
 from agent.prompt import ParseError, parse_reply
 from descartes_core.contract import template_sources
 
@@ -36,6 +40,41 @@ def test_an_edit_that_does_not_apply_names_its_hunk(hunk, why):
     assert "hunk 2 of 2" in str(e.value) and "were not applied" in str(e.value)
     if "nothing" in why:
         assert "    this line is not in T5" in str(e.value)  # the hunk, quoted
+
+
+# The regex the line parser replaced (cubic in the marker lines): on small replies, the oracle
+OLD_HUNK = re.compile(r"^<{7} SEARCH[ \t]*\n(.*?)^={7}[ \t]*\n(.*?)^>{7} REPLACE[ \t]*$",
+                      re.S | re.M)
+ENDS = st.sampled_from(["\n"] * 10 + ["\r\n", "\r", "\u2028", "\x0b", "\x85", ""])
+LINE = st.tuples(st.sampled_from([
+    "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE", "<<<<<<< SEARCH \t", "======= ",
+    ">>>>>>> REPLACE\t ", "<<<<<<<< SEARCH", "<<<<<<< SEARCHx", " =======", "========",
+    ">>>>>>> REPLACE x", "", "x = 1", "  y"]), ENDS).map("".join)
+
+
+def _marker(line: str):
+    return st.tuples(st.sampled_from([line] * 4 + [line + " \t", line + "x", line[1:]]),
+                     ENDS).map("".join)
+
+
+HUNKISH = st.tuples(_marker("<<<<<<< SEARCH"), st.lists(LINE, max_size=3),
+                    _marker("======="), st.lists(LINE, max_size=3),
+                    _marker(">>>>>>> REPLACE")).map(
+    lambda p: p[0] + "".join(p[1]) + p[2] + "".join(p[3]) + p[4])
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None)
+@given(st.lists(HUNKISH | LINE, max_size=10).map("".join))
+def test_the_line_parser_finds_what_the_regex_found(reply):
+    assert hunks(reply) == OLD_HUNK.findall(reply)
+
+
+def test_a_reply_may_hold_the_markers_of_every_hunk_allowed_and_no_more():
+    allowed = edit("a\n", "b\n") * MAX_HUNKS
+    assert hunks(allowed) == [("a\n", "b\n")] * MAX_HUNKS
+    stray = "=======\n" * (MAX_MARKERS - 3 * MAX_HUNKS + 1)
+    with pytest.raises(EditError, match=f"more than {MAX_MARKERS} SEARCH/REPLACE marker"):
+        hunks(allowed + stray)
 
 
 def test_without_a_parent_an_edit_is_no_answer():
