@@ -3,11 +3,13 @@
 After each scored iteration the driver mines every scored candidate's helpers
 (``library_mine``), groups equal blocks and gives each its evidence: the iterations that
 used it (defined an equal block, or imported it) with their selection scores. A group
-used by ``MIN_USES`` scored candidate(s) is verified alone in the sandbox on the contract
-its first use was observed with (``sandbox.blocks``); only then does it enter. A block
-that fails verification never does (the index keeps why, so it is not tried again). A
-block unused in the last ``RETIRE_AFTER`` scored iterations is retired: still on the
-branch, no longer offered.
+used by ``MIN_USES`` scored candidate(s) must pass the static policy, as a candidate does
+(a block is untrusted code), and then is verified alone in the sandbox on the contract its
+first use was observed with (``sandbox.blocks``); only then does it enter. A block refused
+by either never does (the index keeps why, so it is not tried again); one the step's
+verification time bound left unverified is tried again at a later step. A block unused in
+the last ``RETIRE_AFTER`` scored iterations is retired: still on the branch, no longer
+offered.
 
 Storage: the branch ``library`` of the run's model repository, one file per block
 (``NAME.py``) and ``index.json`` (signature, docstring, provenance, evidence, status),
@@ -23,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from agent.library_mine import Block, extract, imported_blocks
+from sandbox import policy
+from sandbox.blocks import needed
 
 BRANCH = "library"
 INDEX = "index.json"
@@ -33,6 +37,17 @@ RETIRE_AFTER = 12
 """Scored iterations without a use after which a block is retired."""
 OFFER_SOURCES = 3
 """Blocks whose source the LLM prompt shows (the strongest)."""
+CANDIDATE_RULES = frozenset({"properties", "model"})
+"""The policy's rules of a candidate's shape (its PROPERTIES, its one Model): a block file is
+a helper, not a candidate, so these alone do not apply to it."""
+
+
+def policy_faults(code: str, library: frozenset[str]) -> str:
+    """Why the static policy refuses the block file `code`, which may import the blocks
+    `library`, in one line; "" when it passes. Every rule of a candidate's applies but
+    those of its shape (CANDIDATE_RULES)."""
+    verdict = policy.check(code, library=library)
+    return "; ".join(str(v) for v in verdict.violations if v.rule not in CANDIDATE_RULES)
 
 
 @dataclass(frozen=True)
@@ -182,11 +197,9 @@ class Library:
         return {e.name: e.code for e in self.entries.values() if e.name in want}
 
     def for_source(self, source: str) -> dict[str, str]:
-        """The files a source's ``from library import …`` needs."""
-        try:
-            return self.files(imported_blocks(ast.parse(source)))
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return {}
+        """The files a source's ``from library import …`` needs (sandbox.blocks.needed)."""
+        return needed(source, {e.name: e.code for e in self.entries.values()
+                               if e.status != "rejected"})
 
     # learning ------------------------------------------------------------------------------
     def learn(self, scored: list[dict], read: Callable[[dict], tuple[str, dict]],
@@ -243,7 +256,8 @@ class Library:
         return changes
 
     def carry(self, other: Library, run: str, verify: Verify) -> list[str]:
-        """Start from `other`'s verified blocks (another run's), each verified again here;
+        """Start from `other`'s verified blocks (another run's), each checked against the
+        current policy and verified again here (its branch may have been written by anyone);
         their evidence starts afresh in this run."""
         new = []
         for e in [e for e in other.entries.values() if e.status == "verified"]:
@@ -258,19 +272,34 @@ class Library:
         return changes
 
     def _verify(self, new: list[Entry], verify: Verify, entered: str) -> list[str]:
-        """Verify the pending entries `new` in one sandboxed job: each is verified or
-        rejected (its file dropped, why kept)."""
-        if not new:
-            return []
-        imports = self.files({i for e in new for i in e.imports})
-        verdicts = verify([(e.code, e.name, e.contract) for e in new], imports)
+        """The pending entries `new` through the policy, then those it passes verified in
+        the sandbox (one time bound for them all): each is verified or rejected (its file
+        dropped, why kept); one left without a verdict is dropped from the library, so a
+        later step mines and tries it again."""
+        names = frozenset(e.name for e in self.entries.values() if e.status != "rejected")
+        verdicts, refused = {}, set()
+        for e in new:  # a block is untrusted code: the policy reads it before anything runs
+            if why := policy_faults(e.code, names - {e.name}):
+                verdicts[e.name] = (False, f"refused by the policy: {why}")
+                refused.add(e.name)
+                e.status = "rejected"  # so that no block verified below imports it
+        todo = [e for e in new if e.name not in refused]
+        if todo:
+            imports = self.files({i for e in todo for i in e.imports})
+            verdicts |= verify([(e.code, e.name, e.contract) for e in todo], imports)
         changes = []
         for e in new:
-            ok, why = verdicts.get(e.name, (False, "no verdict"))
+            if e.name not in verdicts:
+                del self.entries[e.canon]
+                changes.append(f"{e.name}: not verified within the step's time bound, "
+                               "left out for now")
+                continue
+            ok, why = verdicts[e.name]
             e.status, e.reason = ("verified", "") if ok else ("rejected", why[:500])
             if not ok:
                 e.code = ""
-            changes.append(f"{e.name}: {entered if ok else 'failed verification: ' + why}")
+            changes.append(f"{e.name}: " + (entered if ok else why if e.name in refused
+                                            else f"failed verification: {why}"))
         return changes
 
     def _free_name(self, name: str) -> str:

@@ -13,13 +13,12 @@ import re
 from dataclasses import dataclass
 
 from agent.dedup import block_hash
+from sandbox.blocks import LIBRARY
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 """What a library name may be: it becomes a file name and an import."""
 RESERVED = frozenset({"Model", "PROPERTIES", "LATENT_DIM"})
 """The contract's own names: never blocks, and a block that reads one is not reusable."""
-LIBRARY = "library"
-"""The module candidates import blocks from."""
 MAX_BLOCK_CHARS = 20_000
 
 

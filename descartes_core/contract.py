@@ -164,17 +164,34 @@ def template_sources() -> dict[str, str]:
 def register_library(blocks: dict[str, str]) -> None:
     """Make ``from library import NAME`` give each block of `blocks` (name → its file).
 
-    Each block runs as its own module ``library.NAME`` (two blocks may each carry a
-    constant of the same name); a block that imports another comes after it in `blocks`.
-    Runs the blocks: inside the sandbox only."""
+    A block runs, as its own module ``library.NAME`` (two blocks may each carry a constant
+    of the same name), only when something imports it: a block offered but not imported
+    never runs, whatever its file does (a block is untrusted code). A block that imports
+    another loads it then; one that imports itself back is an ImportError. Runs the
+    imported blocks: inside the sandbox only."""
     package = types.ModuleType("library")
     package.__path__ = []  # a package: `library.NAME` modules may be imported from it
+    loading: set[str] = set()
+
+    def load(name: str):  # the package's __getattr__: `from library import NAME` asks it
+        if name not in blocks:
+            raise AttributeError(f"module 'library' has no attribute {name!r}")
+        if name in loading:
+            raise ImportError(f"library block {name!r} imports itself (a cycle)")
+        loading.add(name)
+        try:
+            module = types.ModuleType(f"library.{name}")
+            sys.modules[module.__name__] = module
+            exec(compile(blocks[name], f"library/{name}.py", "exec"), module.__dict__)
+        finally:
+            loading.discard(name)
+        if name not in module.__dict__:
+            raise ImportError(f"library block {name!r}: its file defines no {name}")
+        setattr(package, name, module.__dict__[name])  # loaded once: found here from now on
+        return module.__dict__[name]
+
+    package.__getattr__ = load
     sys.modules["library"] = package
-    for name, code in blocks.items():
-        module = types.ModuleType(f"library.{name}")
-        sys.modules[module.__name__] = module
-        exec(compile(code, f"library/{name}.py", "exec"), module.__dict__)
-        setattr(package, name, module.__dict__[name])
 
 
 def load_candidate(source: str, filename: str = "<candidate>",

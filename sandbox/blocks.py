@@ -7,10 +7,13 @@ A contract: ``{"kind": "module" | "function", "init": [spec], "init_kw": {name: 
 solver step is handed). The host reads contracts as hostile input
 (``protocol.contracts``): a candidate can forge its own, and verification is what
 decides — a forged contract only changes what the block is verified on.
+
+On the host, ``needed`` picks the blocks a job carries: only those its source imports.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 import types
@@ -23,6 +26,33 @@ from sandbox.protocol import (
     MAX_DIMS,
     MAX_NUMEL,
 )
+
+LIBRARY = "library"
+"""The module candidates import blocks from (``from library import NAME``)."""
+
+
+def _imports(code: str) -> set[str]:
+    """The library names a file imports anywhere in it, read from its AST (never run); a file
+    that does not parse imports nothing (its job fails on it anyway)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+            and n.module == LIBRARY and not n.level for a in n.names}
+
+
+def needed(source: str, library: dict[str, str]) -> dict[str, str]:
+    """The blocks of `library` (name → file) that `source` imports, and those they import
+    in turn, in `library`'s order: what a job of `source` carries. A block nothing imports
+    stays on the host, so its file never runs in the job."""
+    want, todo = set(), [n for n in _imports(source) if n in library]
+    while todo:
+        n = todo.pop()
+        if n not in want:
+            want.add(n)
+            todo.extend(i for i in _imports(library[n]) if i in library)
+    return {n: code for n, code in library.items() if n in want}
 
 
 def _shape(t) -> list[int] | None:
