@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -53,6 +53,9 @@ class Workload:
     """TrainConfig overrides of the run (seed, device, budget, …)."""
     backend: str
     """The sandbox backend: docker, process or degraded."""
+    slots: int = 1
+    """Jobs in flight at once (--parallel): each training's memory is the machine's share
+    divided by them (sandbox.runner.evaluate_limits), so that together they fit."""
 
 
 @dataclass(frozen=True)
@@ -130,13 +133,18 @@ def train_job(w: Workload, job: Job, *, threads: int = 1, gpus: str | None = Non
               progress: Callable[[dict], None] | None = None,
               cancelled: Callable[[], bool] | None = None) -> runner.Outcome:
     """The one way a candidate is trained: in the sandbox, on the workload's arrays."""
+    from descartes_core.training import TrainConfig
+
     train = dict(w.train)
     if job.seed is not None:
         train["seed"] = job.seed
+    lim = runner.evaluate_limits(float(train.get("time_budget_h", TrainConfig.time_budget_h)),
+                                 str(train.get("device", TrainConfig.device)), threads, gpus,
+                                 slots=w.slots)
     return runner.evaluate(job.source, w.inputs, w.targets, w.split, latent_dim=job.latent_dim,
                            train=train, teacher=w.teacher if job.teacher else None,
-                           counts=w.counts if job.counts else None, backend=w.backend,
-                           threads=threads, gpus=gpus, progress=progress, cancelled=cancelled,
+                           counts=w.counts if job.counts else None, lim=lim,
+                           backend=w.backend, progress=progress, cancelled=cancelled,
                            library=dict(job.library))
 
 
@@ -241,7 +249,10 @@ def build(kind: str, workload: Workload, *, parallel: int = 1, cpus_per_candidat
           gpus_per_candidate: float = 1.0, device: str = "auto",
           ray_address: str | None = None) -> Executor:
     """The run's executor: `local`, or `ray` (a local instance bound to 127.0.0.1 when
-    `ray_address` is None, else the cluster at that address or `auto`)."""
+    `ray_address` is None, else the cluster at that address or `auto`). Every job's memory
+    is a `parallel`-th of the machine's share (on a cluster, of its node's: safe, if more
+    than a node with fewer jobs needs)."""
+    workload = replace(workload, slots=parallel)
     if kind == "local":
         return LocalExecutor(workload, parallel, cpus_per_candidate=cpus_per_candidate,
                              gpus_per_candidate=gpus_per_candidate, device=device)

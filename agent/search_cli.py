@@ -91,8 +91,9 @@ def run(
         help="auto (docker when an engine answers, else bubblewrap), docker or process "
         "(bubblewrap).")] = "auto",
     allow_degraded: Annotated[bool, typer.Option(
-        "--allow-degraded", help="Without docker and bubblewrap, run candidates with less "
-        "isolation (no network only) instead of stopping.")] = False,
+        "--allow-degraded", help="Without docker, and without a bubblewrap whose cgroups cap "
+        "each job's memory and tasks as a whole, run candidates with less isolation instead "
+        "of stopping.")] = False,
     device: Annotated[str, typer.Option(
         help="Training device: auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of training and of the architect.")] = 0,

@@ -15,10 +15,16 @@ Levels, strongest first (``isolation`` in every result says which one ran):
   with ``--allow-degraded``.
 - ``limits-only``: neither tool works; degraded likewise.
 
-Always: resource limits (address space, CPU time, file size, processes, no core
-dumps), a fresh working folder, a scrubbed environment (no API keys), its own
-process group killed whole on timeout, stdout and stderr capped by the file-size
-limit.
+Every level: the job in a cgroup leaf of its own (``sandbox.cgroup``) capping the memory
+and the tasks of its whole process tree, where the host allows it (``isolation`` then
+reads e.g. ``bwrap+cgroup1``; a job that meets its memory cap is killed whole, and its
+exit code says oom). Without it the limits below bind each process alone, and
+``--sandbox process`` refuses to train (sandbox.runner.resolve_backend).
+
+Always: per-process resource limits (address space, CPU time, file size, processes, no
+core dumps) as a second layer, a fresh working folder, a scrubbed environment (no API
+keys), its own process group killed whole on timeout, stdout and stderr capped by the
+file-size limit.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from sandbox import cgroup
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,12 @@ class Limits:
     """CPU threads of the job's BLAS and torch (several jobs share a host's cores)."""
     gpus: str | None = None
     """CUDA_VISIBLE_DEVICES of the job (a share of the host's GPUs); None: all of them."""
+
+    @property
+    def pids(self) -> int:
+        """Tasks (processes and threads) of the whole job: its cgroup's pids.max, docker's
+        pids_limit. Twice `nproc`: the interpreter's, torch's and CUDA's threads count too."""
+        return self.nproc * 2
 
 
 def has_gpu() -> bool:
@@ -185,8 +199,10 @@ def _wrap(level: str, job: Path, out: Path, lim: Limits) -> list[str]:
     return argv
 
 
-def _limits(lim: Limits):
-    def apply():
+def _preexec(lim: Limits, group: cgroup.Group | None):
+    def apply():  # in the child, before exec: whatever it starts inherits both
+        if group is not None:
+            group.join()
         mb = 1 << 20
         if not lim.cuda:
             resource.setrlimit(resource.RLIMIT_AS, (lim.memory_mb * mb, lim.memory_mb * mb))
@@ -222,33 +238,53 @@ def _warn_degraded(level: str) -> None:  # once per process, not once per candid
     log.warning("degraded isolation (%s): install bubblewrap or use the docker backend", level)
 
 
+@functools.cache
+def _warn_unbound() -> None:
+    log.warning("no cgroup can bind a job here (%s): its limits bind each process alone",
+                cgroup.why_not())
+
+
 def run(job: Path, out: Path, lim: Limits, level: str,
         tick: Callable[[], None] | None = None) -> tuple[int, str, str, bool]:
-    """Run the worker on JOB, writing into OUT: (exit code, log tail, isolation, timed out)."""
+    """Run the worker on JOB, writing into OUT: (exit code, log tail, isolation, timed out).
+    A job the kernel stopped at its memory cap exits with -9 (SIGKILL), as docker's
+    OOMKilled gives 137."""
     if level != "bwrap":
         _warn_degraded(level)
+    group = cgroup.create(lim.memory_mb, lim.pids)
+    if group is None:
+        _warn_unbound()
     log_path = out.parent / "worker.log"  # outside OUT: the candidate cannot replace it
     timed_out = False
-    with open(log_path, "wb") as sink:
-        with FORK_LOCK:
-            proc = subprocess.Popen(_wrap(level, job, out, lim), stdout=sink, stderr=sink,
-                                    stdin=subprocess.DEVNULL, cwd=out,
-                                    env=_environment(level, lim), start_new_session=True,
-                                    preexec_fn=_limits(lim))
-        deadline = time.monotonic() + lim.timeout_s
-        try:
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    timed_out = True
-                    break
-                if tick is not None:
-                    tick()
-                time.sleep(0.05)
-        finally:  # a timeout, Ctrl-C or any error here: no worker outlives its job
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    try:
+        with open(log_path, "wb") as sink:
+            with FORK_LOCK:
+                proc = subprocess.Popen(_wrap(level, job, out, lim), stdout=sink, stderr=sink,
+                                        stdin=subprocess.DEVNULL, cwd=out,
+                                        env=_environment(level, lim), start_new_session=True,
+                                        preexec_fn=_preexec(lim, group))
+            deadline = time.monotonic() + lim.timeout_s
+            try:
+                while proc.poll() is None:
+                    if time.monotonic() > deadline:
+                        timed_out = True
+                        break
+                    if group is not None and group.oom_kills():
+                        break  # v1 kills one process at the cap; the job goes whole
+                    if tick is not None:
+                        tick()
+                    time.sleep(0.05)
+            finally:  # a timeout, Ctrl-C or any error here: no worker outlives its job
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        rc = proc.returncode
+        if group is not None and group.oom_kills():
+            rc = -signal.SIGKILL  # even where the worker survived a child's kill and answered
+    finally:  # what left the process group (setsid, daemons) is still in the cgroup
+        if group is not None:
+            group.remove()
     with open(log_path, "rb") as f:
         f.seek(max(0, log_path.stat().st_size - 4000))
         tail = f.read().decode(errors="replace")
-    return proc.returncode, tail, level, timed_out
+    return rc, tail, level if group is None else f"{level}+{group.kind}", timed_out
