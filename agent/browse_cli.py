@@ -12,7 +12,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from agent import live
+from agent import live, trust
 from agent.console import UsageError, dataset_by_fingerprint, out, say
 from agent.inert import fmt
 from agent.inert import text as inert_text
@@ -51,7 +51,8 @@ def iteration_table(rows: list[dict], title: str) -> Table:
             one_line(r.get("commit_sha"))[:10],
             r.get("name"), r.get("architect"), *n, fmt(r.get("spike_corr")) if scored else "",
             one_line(r.get("status")) + (f" ({one_line(r.get('failure_kind'))})"
-                                         if r.get("failure_kind") else "")))
+                                         if r.get("failure_kind") else "")
+            + (" IMPLAUSIBLE" if r.get("implausible") else "")))
     return table
 
 
@@ -107,7 +108,8 @@ def log(
     if as_json:
         keep = ("number", "branch", "commit_sha", "name", "architect", "status",
                 "beyond_controls", "recovered", "above_null", "beyond_inputs", "spike_corr",
-                "failure_kind", "training", "repairs", "train_hours", "properties", "lineage")
+                "failure_kind", "training", "repairs", "train_hours", "properties", "lineage",
+                "implausible")
         out.print_json(data=[{k: row.get(k) for k in keep} for row in rows])
         return
     out.print(iteration_table(rows, f"run {r.id} ({r.state()})"))
@@ -144,6 +146,8 @@ def show(
         s = res["scores"]
         objective = r.row()["config"].get("objective", "recovered")
         say(f"scores: {live.verdict(s, objective)}")
+        if it and it.get("implausible"):
+            say(f"IMPLAUSIBLE: {it['implausible']}")  # the ledger's flag (agent.trust)
         by = s.get("by_category") if isinstance(s.get("by_category"), dict) else {}
         say("recovered by category: " + ", ".join(f"{k} {fmt(v)}" for k, v in by.items()))
         trained = live.training_text((it or {}).get("training"))
@@ -151,6 +155,14 @@ def show(
             say(f"training: {trained}")
         if res.get("failure_kind"):  # an old row: scored although its training failed
             say(f"training failed ({res['failure_kind']}): not eligible, never best")
+        say(f"parameters: {_params(it or {})}")
+    if check.get("ok") and isinstance(check.get("check"), dict):
+        c = check["check"]
+        warnings = c.get("warnings") if isinstance(c.get("warnings"), list) else []
+        say(f"check, {trust.CLAIMED}: {fmt(c.get('n_params'))} parameters, forward "
+            f"{fmt(c.get('forward_ms'))} ms, gradient reaches {fmt(c.get('grad_fraction'))} of "
+            f"the parameters, " + ("warnings: " + "; ".join(one_line(w, 300) for w in warnings)
+                                   if warnings else "no warnings"))
     elif res:
         say(f"training failed ({res.get('failure_kind')}): {res.get('failure_message')}")
     mine = [row for row in r.ledger.finals(r.id) if it and row["number"] == it["number"]]
@@ -174,6 +186,16 @@ def show(
     except runs.RefError:
         return
     out.print(Syntax(inert_text(source), "python", line_numbers=True, word_wrap=True))
+
+
+def _params(it: dict) -> str:
+    """An iteration's parameters: the host's count, or unverified with the worker's claim."""
+    n = trust.counted_params(it)
+    if n is not None:
+        return f"{n:,} (counted on the host in the trained weights)"
+    t = it.get("training") if isinstance(it.get("training"), dict) else {}
+    return (f"unverified ({one_line(t.get('n_params_unverified') or 'not counted', 200)}); the "
+            f"worker claims {fmt(t.get('n_params_claimed', t.get('n_params')))}")
 
 
 def diff(

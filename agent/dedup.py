@@ -175,3 +175,38 @@ def block_hash(source: str) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         canon = source
     return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Twins:
+    """The accepted candidates a new one is judged against, on what the host computes.
+
+    A candidate is refused as a duplicate only when an earlier one had both its skeleton
+    (computed here from the source: trusted) and its fingerprint (computed in the worker,
+    where the candidate runs: a claim). A fingerprint alone, or a skeleton alone, only
+    marks a variant: a candidate that claims another's fingerprint refuses no one whose
+    source differs from its own beyond names and constants."""
+
+    def __init__(self):
+        self.pairs: dict[tuple[str, str], int] = {}
+        self.skeletons: dict[str, int] = {}
+        self.fingerprints: dict[str, int] = {}
+
+    def remember(self, attempt: dict, number: int) -> None:
+        """An accepted attempt ({"skeleton", "fingerprint"}) of iteration `number`."""
+        skeleton, fp = attempt.get("skeleton"), attempt.get("fingerprint")
+        if skeleton:
+            self.skeletons.setdefault(skeleton, number)
+        if fp:
+            self.fingerprints.setdefault(fp, number)
+        if skeleton and fp:
+            self.pairs.setdefault((skeleton, fp), number)
+
+    def judge(self, skeleton: str, fingerprint: str | None) -> tuple[int | None, int | None]:
+        """(the iteration it duplicates or None, the iteration it is a variant of or None)."""
+        twin = self.pairs.get((skeleton, fingerprint)) if fingerprint else None
+        if twin is not None:
+            return twin, None
+        variant = self.skeletons.get(skeleton)
+        if variant is None and fingerprint:
+            variant = self.fingerprints.get(fingerprint)
+        return None, variant

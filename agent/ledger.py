@@ -3,6 +3,9 @@
 An iteration and its architect calls are written in one transaction: after a
 crash (kill -9 included) an iteration is in the ledger whole or not at all, so a
 resumed run keeps every finished iteration and redoes the one in flight.
+
+Each iteration row carries ``implausible``: why its score is implausible (agent.trust),
+derived here from its scores whoever records it, or NULL.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
+
+from agent.trust import implausible
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -48,6 +53,7 @@ CREATE TABLE IF NOT EXISTS iterations (
     repairs INTEGER NOT NULL DEFAULT 0,
     attempts TEXT,
     lineage TEXT,
+    implausible TEXT,
     created REAL NOT NULL,
     PRIMARY KEY (run_id, number)
 );
@@ -81,7 +87,7 @@ CREATE TABLE IF NOT EXISTS architect_calls (
 ITERATION_FIELDS = ("number", "name", "branch", "commit_sha", "architect", "properties",
                     "reasoning", "status", "failure_kind", "failure_message", "recovered",
                     "above_null", "beyond_inputs", "beyond_controls", "spike_corr", "training",
-                    "train_hours", "scores", "repairs", "attempts", "lineage")
+                    "train_hours", "scores", "repairs", "attempts", "lineage", "implausible")
 CALL_FIELDS = ("architect", "model", "prompt_hash", "input_tokens", "output_tokens",
                "cost_usd", "latency_s", "error")
 CALL_DEFAULTS = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0}
@@ -112,12 +118,26 @@ class Ledger:
         self.db.executescript(SCHEMA)
         columns = {r["name"] for r in self.db.execute("PRAGMA table_info(iterations)")}
         for name, kind in (("beyond_controls", "INTEGER"), ("training", "TEXT"),
-                           ("lineage", "TEXT")):
+                           ("lineage", "TEXT"), ("implausible", "TEXT")):
             if name not in columns:  # a ledger written before the column existed
                 self.db.execute(f"ALTER TABLE iterations ADD COLUMN {name} {kind}")
+        if "implausible" not in columns:  # its scores were recorded: flag them now
+            self._flag_implausible()
 
     def close(self) -> None:
         self.db.close()
+
+    def _flag_implausible(self) -> None:
+        rows = self.db.execute("SELECT run_id, number, scores FROM iterations "
+                               "WHERE scores IS NOT NULL").fetchall()
+        for r in rows:
+            try:
+                why = implausible(json.loads(r["scores"]))
+            except (ValueError, RecursionError):
+                continue
+            if why:
+                self.db.execute("UPDATE iterations SET implausible=? WHERE run_id=? AND "
+                                "number=?", (why, r["run_id"], r["number"]))
 
     def start_run(self, run_id: str, config: dict, data_fingerprint: str) -> None:
         now = time.time()
@@ -136,6 +156,7 @@ class Ledger:
     def record_iteration(self, run_id: str, iteration: dict, calls: list[dict] = ()) -> None:
         """The iteration and its architect calls, all or nothing."""
         row = {k: _text(iteration.get(k)) for k in ITERATION_FIELDS}
+        row["implausible"] = implausible(iteration.get("scores"))
         for k in JSON_FIELDS:
             row[k] = _json(row[k])
         row["train_hours"] = row["train_hours"] or 0.0

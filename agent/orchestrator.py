@@ -34,9 +34,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agent import executor, finals, population
+from agent import executor, finals, population, trust
 from agent.config import OBJECTIVES, RunConfig, new_run_id
-from agent.dedup import skeleton_hash, source_hash
+from agent.dedup import Twins, skeleton_hash, source_hash
 from agent.driver_lock import DriverLock
 from agent.evaluator import Evaluator, as_trained, training_summary
 from agent.ledger import Ledger
@@ -110,13 +110,12 @@ class Orchestrator:
         self.tried = {a["source_hash"] for it in self.iterations
                       if it.get("failure_kind") != "infrastructure"
                       for a in it.get("attempts") or [] if a.get("source_hash")}
-        # what earlier candidates computed, and their skeletons: the first iteration of each
-        self.behaviours: dict[str, int] = {}
-        self.skeletons: dict[str, int] = {}
+        # the skeletons and claimed fingerprints of the accepted candidates
+        self.twins = Twins()
         for it in self.iterations:
             for a in it.get("attempts") or []:
                 if not a.get("kind"):  # accepted attempts only
-                    self._remember(a, it["number"])
+                    self.twins.remember(a, it["number"])
         best = self.standing.best
         if best:
             self.repo.tag_best(best["branch"])
@@ -168,26 +167,22 @@ class Orchestrator:
         return proposal, check, attempt
 
     def _behaviour(self, source: str, check: dict, attempt: dict) -> dict:
-        """Refuse a candidate that computes exactly what an earlier one did (a renamed copy:
-        the shape check's functional fingerprint); mark one that shares an earlier one's
-        skeleton with only constants changed as its variant."""
+        """Refuse a renamed copy of an earlier candidate: its skeleton (computed here) and
+        its functional fingerprint (the worker's claim) both equal. Mark one that shares
+        either alone as a variant (agent.dedup.Twins)."""
         fp = (check.get("check") or {}).get("fingerprint")
         skeleton = skeleton_hash(source)
         attempt.update(fingerprint=fp, skeleton=skeleton)
-        if fp and fp in self.behaviours:
+        twin, variant = self.twins.judge(skeleton, fp)
+        if twin is not None:
             return {**check, "ok": False, "error": {"kind": "duplicate", "message": (
-                f"this model computes exactly what iteration {self.behaviours[fp]} computes "
-                "(same outputs and latents on a fixed input at a fixed initialisation): "
-                "propose something that behaves differently")}}
-        if skeleton in self.skeletons:
-            attempt["variant_of"] = self.skeletons[skeleton]
+                f"this model computes exactly what iteration {twin} computes (the same "
+                "source up to names and constants, and the same outputs and latents on a "
+                "fixed input at a fixed initialisation): propose something that behaves "
+                "differently")}}
+        if variant is not None:
+            attempt["variant_of"] = variant
         return check
-
-    def _remember(self, attempt: dict, number: int) -> None:
-        if attempt.get("fingerprint"):
-            self.behaviours.setdefault(attempt["fingerprint"], number)
-        if attempt.get("skeleton"):
-            self.skeletons.setdefault(attempt["skeleton"], number)
 
     def _prepare(self, n: int, propose, max_repairs: int, architect: str | None = None,
                  lineage: dict | None = None) -> tuple[dict, executor.Job | None]:
@@ -210,7 +205,7 @@ class Orchestrator:
               "variant_of": attempts[-1].get("variant_of"), "calls": calls,
               "lineage": lineage and {**lineage, "mode": proposal.mode}}
         if check["ok"]:
-            self._remember(attempts[-1], n)
+            self.twins.remember(attempts[-1], n)
         answered = [c for c in calls if c.get("model")]
         imports = self.library.for_source(proposal.source) if proposal.source else {}
         if imports:  # the library as it was: replay and the finals import from this commit
@@ -225,8 +220,9 @@ class Orchestrator:
                      "variant_of", "lineage")}
                      | meta | ({"library_commit": it["library_commit"]} if imports else {}),
                      indent=1),
-                 "check.json": json.dumps({k: v for k, v in check.items() if k != "reply"},
-                                          indent=1)}
+                 "check.json": json.dumps({k: v for k, v in check.items() if k != "reply"}
+                                          | ({"advisory": list(trust.ADVISORY)}
+                                             if check.get("check") else {}), indent=1)}
         if proposal.source:
             files["model.py"] = proposal.source
         if check.get("reply"):
@@ -246,13 +242,15 @@ class Orchestrator:
         n, name = it["number"], it["name"]
         self.event("activity", what="scoring", name=name, number=n)
         result = self.evaluator.measure(done.outcome)
-        it.update(result.fields(), training={**(training_summary(result.record) or {}),
-                                             "where": done.where, "tries": done.tries,
-                                             "retried": done.retried})
+        trained = training_summary(result.record) or {}
+        size = trust.size_fields(trained.pop("n_params", None), done.outcome.weights)
+        it.update(result.fields(), training={**trained, **size, "where": done.where,
+                                             "tries": done.tries, "retried": done.retried})
         if result.sealed is not None:  # the test moments, read only if it becomes a finalist
             self.sealed.mkdir(exist_ok=True)
             result.sealed.save(self.sealed / f"{n:04d}.npz")
         results = {k: it.get(k) for k in ("status", "scores", "failure_kind", "failure_message")}
+        results.update(size, weights=self._keep_weights(n, done.outcome.weights))
         results.update(record=result.record, isolation=result.isolation, where=done.where,
                        tries=done.tries, data_fingerprint=self.ds.meta["fingerprint"],
                        **self.evaluator.settings())
@@ -262,6 +260,16 @@ class Orchestrator:
         it["commit_sha"] = self.repo.commit(it["branch"], {"results.json": json.dumps(results)},
                                             f"iteration {n}: {name} — {summary}")
         return it
+
+    def _keep_weights(self, n: int, weights) -> str | None:
+        """The trained weights the host counted, kept in the run's weights/ folder: the file's
+        path in the run, or None when none were counted."""
+        if weights is None or weights.data is None:
+            return None
+        path = self.dir / "weights" / f"{n:04d}.safetensors"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(weights.data)
+        return str(path.relative_to(self.dir))
 
     def _record(self, it: dict) -> None:
         """The iteration and its architect calls, in one ledger transaction."""

@@ -4,7 +4,9 @@ and inspirations drawn from it.
 - **Cells.** A scored candidate's behaviour descriptor is the category it recovers the
   largest share of, the timescale class it recovers the largest share of, and its size
   (parameters, by decade). Each cell keeps its best (objective count, then recovered,
-  then spike r) — an archive, not a top-two.
+  then spike r) — an archive, not a top-two. The size is the parameters the host counted
+  in the trained weights (agent.trust), never the worker's claim: a model whose weights
+  did not come back is in a cell of its own, "size unverified".
 - **Islands.** Expansion k belongs to island k mod ``ISLANDS``; the templates seed every
   island. Islands evolve apart: each sees its own members only, and every
   ``MIGRATE_EVERY`` of its expansions the best of its neighbour (island i - 1) joins it.
@@ -26,6 +28,7 @@ import random
 from dataclasses import dataclass, field
 
 from agent.standing import beats, eligible
+from agent.trust import counted_params
 
 ISLANDS = 3
 MIGRATE_EVERY = 4
@@ -41,14 +44,14 @@ def _share(counts: dict, totals: dict) -> str | None:
 
 def descriptor(it: dict, variables: list[dict]) -> tuple[str, str, str]:
     """(category recovered most, timescale recovered most, size) of a scored iteration,
-    shares taken over each class's number of variables."""
+    shares taken over each class's number of variables; the size by the host's count."""
     s = it["scores"]
     cats, scales = {}, {}
     for v in variables:
         cats[v["category"]] = cats.get(v["category"], 0) + 1
         scales[v["timescale"]] = scales.get(v["timescale"], 0) + 1
-    n = (it.get("training") or {}).get("n_params")
-    size = f"1e{int(math.log10(n))}" if isinstance(n, int) and n > 0 else "size unknown"
+    n = counted_params(it)
+    size = f"1e{int(math.log10(n))}" if n else "size unverified"
     return (_share(s.get("by_category") or {}, cats) or "nothing",
             _share(s.get("by_timescale") or {}, scales) or "nothing", size)
 

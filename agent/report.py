@@ -9,6 +9,11 @@ diff), the DreamCoder patterns as they stood at each expansion and what the arch
 told, and the architects' cost. Search figures are on the selection trials (what the
 search chose by); test figures exist only for the finalists, scored after it stopped.
 
+Worker-chosen fields (the shape check's parameter count, fingerprint, warnings, gradient
+share, forward time) are shown as the worker's claims; the Pareto view's parameters are the
+host's count from the returned weights, and a score with r ≥ 0.99 on most variables is
+flagged as implausible (agent.trust).
+
 Inert: much of what it shows was written by the candidates or sent back by the sandbox, so
 every value it did not write itself goes through `agent.inert` (escaped text, validated
 numbers, slugged ids), no field is assumed to have its type, the figures never parse
@@ -27,7 +32,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
-from agent import inert, live
+from agent import inert, live, trust
 from agent import report_plots as plots
 from agent.evaluator import as_trained
 from agent.finals import summarise
@@ -78,6 +83,16 @@ def _table(head: list[str], rows: list[list], numeric: set[int] = frozenset()) -
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
                    for r in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _params(r: dict) -> str:
+    """An iteration's parameters: the host's count, or unverified with the worker's claim."""
+    t = _dict(r.get("training"))
+    n = trust.counted_params(r)
+    if n is not None:
+        return f"{n:,} counted on the host in the trained weights"
+    return (f"unverified ({inert.text(t.get('n_params_unverified') or 'not counted', 200)}); "
+            f"the worker claims {_fmt(t.get('n_params_claimed', t.get('n_params')))}")
 
 
 def _status_class(status) -> str:
@@ -161,6 +176,15 @@ class Report:
                  f"</b>: {h(live.verdict(bs, self.objective))}. Target "
                  f"{h(self.cfg.get('target'))} recovered. " if b else
                  "<p>Nothing was scored without a training failure. ")
+        flagged = [r for r in self.rows if r.get("implausible")]
+        if flagged:
+            html += ('</p><p class="implausible"><b>Implausible scores</b> (r ≥ '
+                     f"{trust.IMPLAUSIBLE_R} on most variables: the answers may have leaked "
+                     "into the sandbox): " + ", ".join(
+                         f'<a href="#it-{inert.slug(_fmt(r.get("number")))}">#'
+                         f'{_fmt(r.get("number"))}</a> {h(r.get("name"), 80)}'
+                         + (" (the best)" if b is not None and r.get("number") == b.get("number")
+                            else "") for r in flagged) + ".</p><p>")
         html += ("Statuses: " + ", ".join(f"{v} {h(k)}" for k, v in statuses.items()) + ".</p>"
                  "<p>Every figure of the search is on the <b>selection trials</b>, with its 95 % "
                  "bootstrap interval over those trials in brackets: the best is the first "
@@ -271,16 +295,23 @@ class Report:
         return dict(out)
 
     def pareto(self) -> str:
-        pts = []
+        pts, unverified = [], []
         for r in self.eligible:
             rec = _dict(self.details[r["number"]]["results"].get("record"))
             wall_s = inert.number(rec.get("wall_s"))  # the sandbox's word: checked, not trusted
+            n = trust.counted_params(r)  # the host's count, never the worker's claim
+            if n is None:
+                unverified.append(f"#{_fmt(r.get('number'))} {inert.text(r.get('name'), 40)}")
             pts.append({"name": inert.text(r.get("name"), 18, oneline=True),
                         "count": inert.number(_dict(r.get("scores")).get(self.objective)),
-                        "n_params": inert.number(rec.get("n_params")),
-                        "minutes": None if wall_s is None else wall_s / 60})
-        return (plots.pareto(pts, f"{live.label(self.objective)} of 160 (selection)") if pts
-                else "<p>No scored iteration.</p>")
+                        "n_params": n, "minutes": None if wall_s is None else wall_s / 60})
+        if not pts:
+            return "<p>No scored iteration.</p>"
+        return (plots.pareto(pts, f"{live.label(self.objective)} of 160 (selection)")
+                + "<p>Parameters as counted on the host in the trained weights each job "
+                "returned, never the worker's claim."
+                + (f" Unverified (no weights came back), left out of the parameters panel: "
+                   f"{h('; '.join(unverified))}." if unverified else "") + "</p>")
 
     def iterations(self) -> str:
         parts = []
@@ -325,6 +356,9 @@ class Report:
                 outcome += (f"<p>Training failed: {h(r.get('failure_kind'))}: "
                             f"{h(r.get('failure_message'), 600)}. Not eligible: never the best "
                             "nor a finalist.</p>")
+            if r.get("implausible"):
+                outcome += f'<p class="implausible"><b>Implausible</b>: {h(r["implausible"])}</p>'
+            outcome += f"<p>Parameters: {h(_params(r))}.</p>"
             if final:
                 outcome += f'<p class="final"><b>{h(live.final_line(final))}</b></p>'
         else:
@@ -345,12 +379,14 @@ class Report:
                   f"{h(a.get('kind'))}: <pre>{h(a.get('message'), 600)}</pre>"]
                  for k, a in enumerate(attempts)])
         elif isinstance(check.get("check"), dict):
-            c = check["check"]  # what the sandbox measured: each field checked, not trusted
+            c = check["check"]  # what the worker wrote: each field checked, none trusted
             warnings = "; ".join(inert.text(w, 300) for w in _list(c.get("warnings")))
-            tries = (f"<p>Check: accepted in the {h(check.get('isolation'))} sandbox, "
-                     f"{_fmt(c.get('n_params'))} parameters, forward "
-                     f"{_fmt(c.get('forward_ms'), 1)} ms"
-                     + (f"; warnings: {h(warnings, 1500)}" if warnings else "") + ".</p>")
+            tries = (f"<p>Check: accepted in the {h(check.get('isolation'))} sandbox; "
+                     f"{h(trust.CLAIMED)}: {_fmt(c.get('n_params'))} parameters, forward "
+                     f"{_fmt(c.get('forward_ms'), 1)} ms, gradient reaches "
+                     f"{_fmt(c.get('grad_fraction'), 3)} of the parameters"
+                     + (f"; warnings: {h(warnings, 1500)}" if warnings else "; no warnings")
+                     + ".</p>")
         train = ""
         rec = _dict(res.get("record"))
         history = _list(rec.get("history"))

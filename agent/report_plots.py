@@ -201,7 +201,8 @@ def categories(models: list[tuple[str, dict]], counts: dict[str, int]) -> str:
 @_inert
 def pareto(points: list[dict], ylabel: str = "recovered of 160") -> str:
     """A count (each point's "count") against parameter count and against training time;
-    the front marked."""
+    the front marked. "n_params" is the host's count (agent.trust.counted_params): a point
+    without one is left out of the parameters panel, never placed by a claim."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, key, label, log in ((axes[0], "n_params", "parameters", True),
                                 (axes[1], "minutes", "training time (min)", False)):

@@ -32,6 +32,7 @@ import numpy.lib.format as npy
 REQUEST = "request.json"
 RESPONSE = "response.json"
 ARRAYS = "arrays.npz"
+WEIGHTS = "weights.safetensors"  # the trained parameters (read by sandbox.weights)
 PROGRESS = "progress.jsonl"  # one line per epoch, written while training
 
 MAX_RESPONSE_BYTES = 1 << 20

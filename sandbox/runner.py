@@ -12,12 +12,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from sandbox import policy, process, protocol
+from sandbox import cgroup, policy, process, protocol, weights
+from sandbox.blocks import needed
 from sandbox.process import Limits
 
 MAX_LATENT_DIM = 1024
@@ -27,25 +28,33 @@ MAX_OUTPUT_ENTRIES = 64
 N_OUTPUTS = 20
 NULL_SEEDS = 3
 """Untrained initialisations a job rolls out (descartes_core.training.TrainConfig.null_seeds)."""
-CHECK_LIMITS = Limits(timeout_s=45.0)
+CHECK_LIMITS = Limits(timeout_s=45.0, memory_mb=4096)
 """A shape check imports torch (1–2 s), builds the model and runs a few short batches:
-a hung candidate is cut off in well under a minute."""
+a hung candidate is cut off in well under a minute. Its memory is its own (the driver runs
+one check at a time), not a share of the training slots': torch's import alone maps about
+3 GiB of address space."""
+VERIFY_BUDGET_S = 120.0
+"""All the verification of one learning step, every job of it together: blocks that hang
+cost the driver this at most (a hung block is refused at its job's limit, CHECK_LIMITS)."""
+MIN_VERIFY_JOB_S = 10.0
+"""No verification job starts with less of the budget left: it would die importing torch."""
 BACKENDS = ("docker", "process", "degraded")
 """docker: a hardened container. process: bubblewrap, full isolation. degraded: the
 process backend with whatever the host allows (chosen with --allow-degraded only)."""
 
 
 def evaluate_limits(time_budget_h: float, device: str = "auto", threads: int = 1,
-                    gpus: str | None = None) -> Limits:
-    """Limits of a training job. Training stops itself at its budget; the rollouts of every
-    trial (trained and untrained) and the start-up come on top. Memory is sized for
-    full datasets (the default one needs about 6 GiB of address space) but stays well
-    inside the host's RAM."""
+                    gpus: str | None = None, slots: int = 1) -> Limits:
+    """Limits of a training job, one of `slots` jobs in flight on this machine. Training
+    stops itself at its budget; the rollouts of every trial (trained and untrained) and the
+    start-up come on top. The jobs share 60 % of the host's RAM, each its part of it and
+    never over 16 GiB (the default dataset needs about 6 GiB of address space): the cap
+    binds the job's whole process tree on both backends."""
     ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     cuda = device != "cpu" and process.has_gpu() and gpus != ""
     return Limits(timeout_s=time_budget_h * 3600.0 * 1.5 + 900.0,
-                  memory_mb=int(min(16384, 0.6 * ram_mb)), file_mb=4096, cuda=cuda,
-                  threads=threads, gpus=gpus)
+                  memory_mb=int(min(16384, 0.6 * ram_mb / max(1, slots))), file_mb=4096,
+                  cuda=cuda, threads=threads, gpus=gpus)
 
 
 @dataclass
@@ -64,6 +73,8 @@ class Outcome:
     log_tail: str = ""
     wall_s: float = 0.0
     """The job's wall-clock time on the host's clock: what budgets count."""
+    weights: weights.Weights | None = None
+    """An evaluation's trained weights, counted on the host (sandbox.weights)."""
 
 
 def _failed(task, isolation, kind, message, log_tail="", wall_s=0.0) -> Outcome:
@@ -106,16 +117,20 @@ def remove_stale_containers(backend: str) -> None:
         docker_backend.remove_stale(c)
 
 
-DEGRADED_FIX = ("install bubblewrap (apt-get install bubblewrap) or start a docker engine, "
-                "or pass --allow-degraded to run candidates with less isolation")
+DEGRADED_FIX = ("install bubblewrap (apt-get install bubblewrap) and run as root where "
+                "cgroups can cap a job, or start a docker engine, or pass --allow-degraded "
+                "to run candidates with less isolation")
 
 
-def resolve_backend(name: str, allow_degraded: bool = False) -> str:
+def resolve_backend(name: str, allow_degraded: bool = False, trains: bool = True) -> str:
     """docker, process (bubblewrap) or degraded, for --sandbox auto | docker | process.
 
     auto is docker when an engine answers and the image exists or can be built, else
     bubblewrap. Less than full isolation is never chosen silently: SandboxError naming the
-    fix, unless `allow_degraded`."""
+    fix, unless `allow_degraded`. A backend that `trains` must also bind each job's memory
+    and tasks as a whole (sandbox.cgroup); the shape checks alone (`check`, of a file the
+    user holds, each under 45 s) may run on bubblewrap with per-process limits, and say so
+    in their isolation."""
     if name == "docker":
         return name
     if name == "auto":
@@ -124,10 +139,14 @@ def resolve_backend(name: str, allow_degraded: bool = False) -> str:
         c = docker_backend.client()
         if c is not None and (docker_backend.has_image(c) or docker_backend.debootstrap()):
             return "docker"
-    if process.isolation_level() == "bwrap":
+    bwrap = process.isolation_level() == "bwrap"
+    if bwrap and (not trains or cgroup.kind() is not None):
         return "process"
     if allow_degraded:
         return "degraded"
+    if bwrap:
+        raise SandboxError(f"bubblewrap cannot cap a job's memory and tasks as a whole here "
+                           f"(no usable cgroup: {cgroup.why_not()}): {DEGRADED_FIX}")
     raise SandboxError(f"no full isolation here (no docker engine, bubblewrap unusable): "
                        f"{DEGRADED_FIX}")
 
@@ -266,6 +285,7 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
                 n, t, _ = arrays["inputs"].shape
                 null_seeds = int(config.get("train", {}).get("null_seeds", NULL_SEEDS))
                 got = protocol.read_arrays(out, n, t, N_OUTPUTS, latent_dim, null_seeds)
+            trained = weights.read(out, MAX_PARAMS) if task == "evaluate" else None
         except protocol.ProtocolError as e:
             return failed("protocol", f"the sandbox's response breaks the protocol: {e}")
     finally:  # rm copes with any depth of folders a candidate left; shutil.rmtree recurses
@@ -276,7 +296,8 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
         record = {**record, "worker_wall_s": record["wall_s"], "wall_s": round(wall, 3)}
         if record["failure"]:
             error = {"kind": record["failure"], "message": record["failure_message"] or ""}
-    return Outcome(response.ok, task, isolation, error, response.check, record, got, tail, wall)
+    return Outcome(response.ok, task, isolation, error, response.check, record, got, tail, wall,
+                   trained)
 
 
 def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
@@ -284,38 +305,62 @@ def check(source: str, *, latent_dim: int = 64, lim: Limits = CHECK_LIMITS,
           library: dict[str, str] | None = None) -> Outcome:
     """The static policy (which lets the source import the blocks of `library`, name →
     file), then the shape check in the sandbox, which also observes the contracts of the
-    source's helpers (sandbox.blocks)."""
+    source's helpers (sandbox.blocks). The job carries only the blocks the source imports
+    (sandbox.blocks.needed): the others are untrusted files it has no use for."""
     verdict = policy.check(source, library=frozenset(library or {}))
     if not verdict.accepted:
         kind = "syntax" if verdict.violations[0].rule == "syntax" else "policy"
         return _failed("check", "static", kind, "\n".join(str(v) for v in verdict.violations))
     if not 1 <= latent_dim <= MAX_LATENT_DIM:
         return _failed("check", "static", "shape", f"latent_dim outside 1 … {MAX_LATENT_DIM}")
-    return run_job("check", source, {"latent_dim": latent_dim, "library": library or {}}, None,
+    return run_job("check", source, {"latent_dim": latent_dim,
+                                     "library": needed(source, library or {})}, None,
                    lim, level, backend)
 
 
 def verify_blocks(blocks: list[tuple[str, str, dict]], *, library: dict[str, str] | None = None,
-                  lim: Limits = CHECK_LIMITS, level: str | None = None,
-                  backend: str = "process") -> dict[str, tuple[bool, str]]:
+                  lim: Limits = CHECK_LIMITS, budget_s: float = VERIFY_BUDGET_S,
+                  level: str | None = None, backend: str = "process"
+                  ) -> dict[str, tuple[bool, str]]:
     """Each (file, name, contract) of `blocks` built from its file alone and run on its
-    contract (sandbox.blocks.verify), in one sandboxed job; `library` holds the blocks
-    they import. name → (verified, why not). A job that fails as a whole (one block
-    killed it) is redone one block per job, so that failure is that block's alone. The
-    verdict is a quality gate: whatever a block does, it does inside the sandbox."""
-    config = {"blocks": [{"code": c, "name": n, "contract": k} for c, n, k in blocks],
-              "library": library or {}}
-    out = run_job("verify", "", config, None, lim, level, backend)
-    if not out.ok:
-        if len(blocks) > 1:
-            return {n: v for b in blocks for n, v in verify_blocks(
-                [b], library=library, lim=lim, level=level, backend=backend).items()}
-        why = f"{out.error['kind']}: {out.error['message']}" if out.error else "no answer"
-        return {blocks[0][1]: (False, why)}
-    verdicts = out.check["verdicts"]
-    return {n: (verdicts[n]["ok"], f"{verdicts[n]['kind']}: {verdicts[n]['message']}"
-                if not verdicts[n]["ok"] else "") if n in verdicts
-            else (False, "the verification gave no verdict") for _, n, _ in blocks}
+    contract (sandbox.blocks.verify), as few sandboxed jobs as can be; `library` holds the
+    blocks they import. name → (verified, why not). The verdict is a quality gate: whatever
+    a block does, it does inside the sandbox.
+
+    The worker marks each block as it starts it, so a job that dies (at its time limit, out
+    of memory, exited) is the fault of the block it was on: that block is refused with the
+    job's error, never tried again, and the others go on in the next job. All the jobs
+    share one deadline, `budget_s` from now: each gets the check limit or what is left,
+    whichever is less, and none starts with less than MIN_VERIFY_JOB_S left. A block the
+    deadline leaves unverified, or whose job died before any block began, has no verdict:
+    it is not refused, it may be tried again later."""
+    deadline = time.monotonic() + budget_s
+    verdicts: dict[str, tuple[bool, str]] = {}
+    todo = list(blocks)
+    began: list[int] = []  # the epochs of the job's progress lines: the blocks it began
+    while todo and (left := deadline - time.monotonic()) >= MIN_VERIFY_JOB_S:
+        batch = todo[:protocol.MAX_BLOCKS]
+        began.clear()
+        config = {"blocks": [{"code": c, "name": n, "contract": k} for c, n, k in batch],
+                  "library": library or {}}
+        out = run_job("verify", "", config, None,
+                      replace(lim, timeout_s=min(lim.timeout_s, left)), level, backend,
+                      progress=lambda d: began.append(d["epoch"]))
+        if out.ok:
+            got = out.check["verdicts"]
+            verdicts.update({n: (got[n]["ok"], "" if got[n]["ok"] else
+                                 f"{got[n]['kind']}: {got[n]['message']}") if n in got
+                             else (False, "the verification gave no verdict")
+                             for _, n, _ in batch})
+            todo = todo[len(batch):]
+        elif began and began[-1] < len(batch):
+            culprit = batch[began[-1]]
+            why = f"{out.error['kind']}: {out.error['message']}" if out.error else "no answer"
+            verdicts[culprit[1]] = (False, why)
+            todo.remove(culprit)
+        else:
+            break  # it died before any block began: no block's fault, none is judged
+    return verdicts
 
 
 def evaluate(source: str, inputs: np.ndarray, targets: np.ndarray, split: dict, *,

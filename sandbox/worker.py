@@ -129,6 +129,12 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
     # before the training budget's clock starts, not out of the budget.
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
     props, model_cls = load_candidate(source, library=cfg.get("library"))
+    built = []  # the first model the trainer builds is the one it trains (the rest: nulls)
+
+    def build(*args, **kwargs):
+        built.append(model_cls(*args, **kwargs))
+        return built[-1]
+
     with np.load(job / ARRAYS) as z:
         inputs, targets = z["inputs"], z["targets"]
         teacher = z["teacher"] if "teacher" in z.files else None
@@ -142,9 +148,11 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
                                   "val_loss": val_loss}) + "\n")
             log.flush()
 
-        ev = train(model_cls, inputs, targets, cfg["split"], props["gradient_strategy"], tc,
+        ev = train(build, inputs, targets, cfg["split"], props["gradient_strategy"], tc,
                    latent_dim=int(cfg.get("latent_dim", 64)), loss=props["loss"],
                    counts=counts, teacher=teacher, source=source, progress=progress)
+    if built:
+        _save_weights(built[0], out)
     if ev.predictions is not None:  # latents at the steps the probes read
         np.savez(out / ARRAYS, predictions=ev.predictions,
                  latents=ev.latents[:, ::LATENT_STRIDE],
@@ -153,26 +161,52 @@ def evaluate(source: str, cfg: dict, job: Path, out: Path) -> dict:
             "arrays": ev.predictions is not None}
 
 
-def verify(cfg: dict) -> dict:
+def _save_weights(model, out: Path) -> None:
+    """The trained parameters as float32 safetensors, from which the host counts them
+    (sandbox.weights). A model whose parameters cannot be written is not a failure: its
+    size is shown as unverified."""
+    import torch
+
+    from sandbox.protocol import WEIGHTS
+
+    try:  # the import too: an image without safetensors trains as before, uncounted
+        from safetensors.torch import save_file
+
+        save_file({k: p.detach().to("cpu", torch.float32).clone()
+                   for k, p in model.named_parameters()}, str(out / WEIGHTS))
+    except Exception:  # a complex or meta parameter, a full disk: no count, no failure
+        (out / WEIGHTS).unlink(missing_ok=True)
+
+
+def verify(cfg: dict, out: Path) -> dict:
     """Each block of cfg["blocks"] built from its file alone and run on its contract
-    (sandbox.blocks.verify), each verdict apart: one block's failure is its own."""
+    (sandbox.blocks.verify), each verdict apart: one block's failure is its own. Before
+    each block a progress line whose epoch is the block's index tells the host which block
+    a job that dies was on (the host refuses that one and verifies the others again)."""
+    import torch  # noqa: F401  (imported before the first block begins: no block's time)
+
     from descartes_core.contract import register_library
     from descartes_core.training import failure_kind
     from sandbox.blocks import verify as verify_one
 
     register_library(cfg.get("library") or {})
     verdicts = {}
-    for b in cfg.get("blocks", []):
-        try:
-            got = verify_one(b["code"], b["name"], b["contract"])
-        except MemoryError:
-            got = _fail("oom", "out of memory")
-        except Exception as e:
-            got = _fail(failure_kind(e), f"{type(e).__name__}: {e}")
-        err = got.get("error") or {}
-        verdicts[b["name"]] = {"ok": got["ok"], "kind": err.get("kind"),
-                               "message": err.get("message", "")[:2000],
-                               "n_params": (got.get("check") or {}).get("n_params", 0)}
+    blocks = cfg.get("blocks", [])
+    with open(out / PROGRESS, "a") as log:
+        for k, b in enumerate(blocks):
+            log.write(json.dumps({"epoch": k, "total": len(blocks), "train_loss": 0.0,
+                                  "val_loss": 0.0}) + "\n")
+            log.flush()
+            try:
+                got = verify_one(b["code"], b["name"], b["contract"])
+            except MemoryError:
+                got = _fail("oom", "out of memory")
+            except Exception as e:
+                got = _fail(failure_kind(e), f"{type(e).__name__}: {e}")
+            err = got.get("error") or {}
+            verdicts[b["name"]] = {"ok": got["ok"], "kind": err.get("kind"),
+                                   "message": err.get("message", "")[:2000],
+                                   "n_params": (got.get("check") or {}).get("n_params", 0)}
     return {"ok": True, "check": {"verdicts": verdicts}}
 
 
@@ -183,7 +217,7 @@ def main(argv: list[str]) -> int:
         if request["task"] == "check":
             response = check(request["source"], request.get("config", {}))
         elif request["task"] == "verify":
-            response = verify(request.get("config", {}))
+            response = verify(request.get("config", {}), out)
         else:
             response = evaluate(request["source"], request.get("config", {}), job, out)
     except MemoryError:

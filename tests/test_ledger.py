@@ -79,3 +79,19 @@ def test_kill_9_in_the_middle_of_writing_loses_no_finished_iteration(tmp_path):
     for c in led.calls("r1"):
         per_iteration[c["iteration"]] = per_iteration.get(c["iteration"], 0) + 1
     assert set(per_iteration.values()) == {20}  # every recorded iteration is whole
+
+
+def test_an_implausible_score_is_flagged_in_its_row_and_in_an_older_ledger(tmp_path):
+    """r ≥ 0.99 on most variables: the row says so whoever recorded it; a ledger written
+    before the column existed is flagged when it is opened."""
+    leaked = {"recovered": 160, "correlations": [0.999] * 100 + [0.4] * 60}
+    led = Ledger(tmp_path / "ledger.sqlite")
+    led.start_run("r1", {"seed": 0}, "abc")
+    led.record_iteration("r1", _iteration(1, scores=leaked, implausible=None))
+    led.record_iteration("r1", _iteration(2, implausible="forged: no"))
+    flags = [i["implausible"] for i in led.iterations("r1")]
+    assert flags[0].startswith("r ≥ 0.99 on 100 of 160") and flags[1] is None
+    led.db.execute("ALTER TABLE iterations DROP COLUMN implausible")  # as an older ledger
+    led.close()
+    again = Ledger(tmp_path / "ledger.sqlite")
+    assert [bool(i["implausible"]) for i in again.iterations("r1")] == [True, False]

@@ -11,7 +11,7 @@ VARIABLES = ([{"category": "tc_gating", "timescale": "fast"}] * 4
 
 def it(n, count, cat="tc_gating", scale="fast", island=None, params=5000, arch="offline"):
     return {"number": n, "name": f"m{n}", "architect": arch, "status": "scored",
-            "failure_kind": None, "training": {"n_params": params},
+            "failure_kind": None, "training": {"n_params_counted": params},
             "lineage": None if island is None else {"island": island},
             "scores": {"beyond_controls": count, "recovered": count, "spike_corr": 0.1,
                        "by_category": {cat: 2}, "by_timescale": {scale: 2}}}
@@ -26,6 +26,19 @@ def test_the_descriptor_and_the_archive_keep_the_best_per_cell():
                     VARIABLES)
     assert {k: v["number"] for k, v in cells.items()} == {
         ("tc_gating", "fast", "1e3"): 2, ("nrt_state", "slow", "1e3"): 3}
+
+
+def test_a_claimed_size_places_no_one_the_hosts_count_does():
+    """A worker that claims one parameter (or a row before the host counted) lands in the
+    unverified cell, and so cannot take the 1e3 cell from the candidate that holds it."""
+    holder = it(1, 3)
+    claim = it(2, 9) | {"training": {"n_params_claimed": 1, "n_params_counted": None}}
+    old_row = it(3, 9) | {"training": {"n_params": 5000}}
+    assert descriptor(claim, VARIABLES)[2] == descriptor(old_row, VARIABLES)[2] == \
+        "size unverified"
+    cells = archive([holder, claim, old_row], "beyond_controls", VARIABLES)
+    assert cells[("tc_gating", "fast", "1e3")]["number"] == 1
+    assert cells[("tc_gating", "fast", "size unverified")]["number"] == 2
 
 
 def test_an_island_that_stagnates_is_reseeded_from_the_best_and_says_so():

@@ -178,3 +178,53 @@ def test_chromium_renders_it_with_every_section_in_the_dom(run_folder, tmp_path)
     assert img.shape[:2] == (2400, 1280)
     assert img.std() > 0.1  # not blank
     assert (img.mean(axis=2) < 0.5).mean() > 0.02  # text, plots and the header are drawn
+
+
+def test_sizes_are_the_hosts_count_and_the_check_is_shown_as_claims(run_folder):
+    from sandbox import weights
+    from sandbox.runner import MAX_PARAMS
+
+    r, path = run_folder
+    scored = [it for it in r.ledger.iterations(r.id) if it["status"] == "scored"]
+    for it in scored:
+        t = it["training"]
+        assert t["n_params_counted"] == t["n_params_claimed"] > 0  # an honest worker
+        kept = r.dir / "weights" / f"{it['number']:04d}.safetensors"  # kept with the run
+        assert weights.count(kept.read_bytes(), MAX_PARAMS)[0] == t["n_params_counted"]
+    text = path.read_text()
+    assert len(re.findall(r"Parameters: [\d,]+ counted on the host", text)) == len(scored)
+    assert "the worker&#x27;s claims, unverified: " in text
+    assert "Parameters as counted on the host" in text  # the Pareto view's
+
+
+def test_a_planted_implausible_score_is_flagged_in_log_show_and_the_report(run_folder,
+                                                                          tmp_path):
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    r, _ = run_folder
+    root = tmp_path / "runs"
+    shutil.copytree(r.dir.parent, root)
+    run = runs.open_run(root)
+    row = next(x for x in run.ledger.iterations(run.id) if x["status"] == "scored")
+    planted = {**row, "scores": {**row["scores"], "correlations": [0.995] * 120 + [0.3] * 40}}
+    run.ledger.db.execute("DELETE FROM iterations WHERE run_id=? AND number=?",
+                          (run.id, row["number"]))
+    run.ledger.record_iteration(run.id, planted)  # as a run would record it
+    flags = {x["number"]: x["implausible"] for x in run.ledger.iterations(run.id)}
+    assert flags.pop(row["number"]).startswith("r ≥ 0.99 on 120 of 160")
+    assert not any(flags.values())
+    cli = CliRunner()
+    logged = cli.invoke(app, ["log", "--run-dir", str(root)], env={"COLUMNS": "250"})
+    assert logged.exit_code == 0 and logged.output.count("IMPLAUSIBLE") == 1, logged.output
+    shown = cli.invoke(app, ["show", str(row["number"]), "--run-dir", str(root)],
+                       env={"COLUMNS": "250"})
+    assert "IMPLAUSIBLE: r ≥ 0.99 on 120 of 160 variables" in shown.output, shown.output
+    text = report.write(runs.open_run(root)).read_text()
+    doc = html5lib.parse(text, namespaceHTMLElements=False)
+    section = {s.get("id"): " ".join("".join(s.itertext()).split())
+               for s in doc.iter("section") if s.get("id")}
+    assert "Implausible scores (r ≥ 0.99 on most variables" in section["summary"]
+    assert f"#{row['number']} {row['name']}" in section["summary"]
+    assert section["iterations"].count("Implausible: r ≥ 0.99 on 120 of 160") == 1
