@@ -212,6 +212,8 @@ class _Watch:
             chunk = f.read(1 << 16)
         lines = chunk.split(b"\n")[:-1]  # a line still being written waits for next time
         self.offset += sum(len(line) + 1 for line in lines)
+        if not lines and len(chunk) == 1 << 16:  # no epoch line is this long: skip it whole
+            self.offset += len(chunk)
         if lines and (d := protocol.read_progress_line(lines[-1])) is not None:
             self.report(d)  # only the newest epoch matters to a progress bar
 
@@ -275,6 +277,9 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
                                               max_params=MAX_PARAMS)
             if response is None or rc != 0:
                 kind = "oom" if rc in (-9, 137) or "MemoryError" in tail else "runtime"
+                if kind == "oom":
+                    return failed(kind, f"killed at the job's memory cap ({lim.memory_mb} MiB, "
+                                        "its whole process tree counted)")
                 return failed(kind, f"the worker exited with code {rc} and "
                                     f"{'no' if response is None else 'a'} response")
             if response.record is not None and response.record["wall_s"] > wall + 5.0:

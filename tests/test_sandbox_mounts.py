@@ -61,3 +61,12 @@ def test_a_job_finds_no_simulator_file(backend):
     seen, reach = text.split("SEEN ", 1)[1].split(" END", 1)[0].split(" REACH ")
     assert {s for s in seen.split(",") if "__pycache__" not in s} == set(WORKER_FILES)
     assert reach == ""
+
+
+def test_the_registry_image_copies_only_the_mounted_files():
+    """sandbox/Dockerfile (hosts with a registry) bakes the code into the image: the same
+    files, never the simulator."""
+    text = (PROJECT_ROOT / "sandbox" / "Dockerfile").read_text().replace("\\\n", " ")
+    copied = {f for line in text.splitlines() if line.startswith("COPY ")
+              for f in line.split()[1:-1]}
+    assert copied == set(WORKER_FILES)
