@@ -8,7 +8,13 @@ takes that instance and its tasks with it. With an address (`auto` or HOST:PORT)
 an existing cluster, whose nodes must run this project's environment; Ray ends a dead
 driver's tasks there. The workload goes to the object store once per run. A task whose
 worker or node dies is retried once wherever Ray places it, then comes back as
-``infrastructure``. A small actor tells the driver where each task runs.
+``infrastructure``. A small actor tells the driver where each task runs, and each task
+whether it was cancelled.
+
+A cancelled task stops itself: it sees the cancel within a second, and its sandbox is
+killed and removed on the way out. Only one that has not ended after CANCEL_GRACE_S is
+killed, by Ray; its worker's clean-up never runs then, so the executor removes the task's
+containers itself, by their label (the task's id), on every node.
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ from agent.executor import (
     infrastructure,
     train_job,
 )
+from sandbox import docker_backend
+from sandbox.runner import Cancelled
+
+CANCEL_GRACE_S = 15.0
+"""How long a cancelled task has to stop itself before Ray kills it (it takes a second or
+two: the cancel, then its sandbox's removal)."""
 
 
 def _where() -> str:
@@ -37,14 +49,47 @@ def _where() -> str:
     return f"ray node {node} ({socket.gethostname()}, pid {os.getpid()})"
 
 
+class _Asked:
+    """A task's `cancelled()`: whether the driver cancelled it, asked of the board at most
+    once a second (the sandbox calls it many times a second)."""
+
+    def __init__(self, board, tag: str):
+        self.board, self.tag, self.yes, self.next = board, tag, False, 0.0
+
+    def __call__(self) -> bool:
+        import ray
+
+        if not self.yes and time.monotonic() >= self.next:
+            self.next = time.monotonic() + 1.0
+            try:
+                self.yes = ray.get(self.board.cancelled.remote(self.tag), timeout=5)
+            except ray.exceptions.RayError:  # no answer: asked again, and a kill comes later
+                pass
+        return self.yes
+
+
 def _train_on_node(workload: Workload, job: Job, threads: int, board, tag: str) -> tuple:
-    """The task: train in a sandbox on this node, with the GPUs Ray gave it."""
+    """The task: train in a sandbox on this node, with the GPUs Ray gave it; its containers
+    carry its task id."""
     import ray
 
     where = _where()
     board.mark.remote(tag, where)
     gpus = ",".join(str(g) for g in ray.get_gpu_ids())  # "": none were reserved
-    return train_job(workload, job, threads=threads, gpus=gpus), where
+    try:
+        with docker_backend.job_label(ray.get_runtime_context().get_task_id()):
+            return train_job(workload, job, threads=threads, gpus=gpus,
+                             cancelled=_Asked(board, tag)), where
+    except Cancelled:  # its sandbox is gone; a value, not an error nobody would read
+        return None, where
+
+
+def _remove_containers(task_ids: list[str]) -> None:
+    """On one node: the containers of these tasks, killed before their clean-up ran."""
+    c = docker_backend.client()
+    if c is not None:
+        for task_id in task_ids:
+            docker_backend.remove_job(c, task_id)
 
 
 def _token_auth_as_ray_start_does() -> None:
@@ -60,16 +105,23 @@ def _token_auth_as_ray_start_does() -> None:
 
 
 class _Board:
-    """Where each job runs, as its task reports it."""
+    """Where each job runs, as its task reports it, and which the driver cancelled."""
 
     def __init__(self):
         self.where: dict[str, str] = {}
+        self.stopped: set[str] = set()
 
     def mark(self, key: str, where: str) -> None:
         self.where[key] = where
 
     def snapshot(self) -> dict[str, str]:
         return dict(self.where)
+
+    def cancel(self, key: str) -> None:
+        self.stopped.add(key)
+
+    def cancelled(self, key: str) -> bool:
+        return key in self.stopped
 
 
 class RayExecutor:
@@ -98,14 +150,21 @@ class RayExecutor:
         self.options = {"num_cpus": cpus_per_candidate, "num_gpus": gpus_per_candidate,
                         "max_retries": 0}  # retried here, so the ledger can say so
         self.task = ray.remote(_train_on_node)
+        self.sweep = ray.remote(num_cpus=0)(_remove_containers) if (
+            workload.backend == "docker") else None  # bubblewrap dies with its worker
         self.board = ray.remote(num_cpus=0)(_Board).remote()
         self.workload = ray.put(workload)  # once per run
         self.live: dict[int, Handle] = {}
+        self.stopping: dict = {}  # cancelled tasks not yet ended: ref → when Ray kills it
         self.next_look = 0.0
+
+    @staticmethod
+    def _tag(h: Handle) -> str:
+        return f"{h.job.key}/{h.tries}"
 
     def _launch(self, h: Handle) -> None:
         h.ref = self.task.options(name=f"candidate-{h.job.key}", **self.options).remote(
-            self.workload, h.job, self.threads, self.board, f"{h.job.key}/{h.tries}")
+            self.workload, h.job, self.threads, self.board, self._tag(h))
 
     def submit(self, job: Job) -> Handle:
         h = Handle(job, where="ray (waiting for a node)")
@@ -116,6 +175,7 @@ class RayExecutor:
     def wait(self, handles: Sequence[Handle], timeout: float) -> list[Handle]:
         by_ref = {h.ref: h for h in handles}
         ready, _ = self.ray.wait(list(by_ref), num_returns=len(by_ref), timeout=timeout)
+        self._reap(block=False)
         self._look()
         done = []
         for ref in ready:
@@ -142,18 +202,56 @@ class RayExecutor:
         except self.ray.exceptions.RayError:
             return
         for h in self.live.values():
-            h.where = where.get(f"{h.job.key}/{h.tries}", h.where)
+            h.where = where.get(self._tag(h), h.where)
 
     def result(self, handle: Handle) -> Done:
         self.live.pop(id(handle), None)
         return Done(handle.job, handle.outcome, handle.where, handle.tries, handle.retried)
 
     def cancel(self, handle: Handle) -> None:
+        """Tell the task to stop; `wait` and `close` see that it did (or kill it)."""
         self.live.pop(id(handle), None)
-        self.ray.cancel(handle.ref, force=True)  # kills the worker; bubblewrap dies with it
+        self.board.cancel.remote(self._tag(handle))
+        self.stopping[handle.ref] = time.monotonic() + CANCEL_GRACE_S
+
+    def _reap(self, block: bool) -> None:
+        """Forget the cancelled tasks that ended and kill those past their grace; with
+        `block`, until none is left."""
+        while self.stopping:
+            refs = list(self.stopping)
+            wait = max(0.0, min(self.stopping.values()) - time.monotonic()) if block else 0.0
+            ended, _ = self.ray.wait(refs, num_returns=len(refs), timeout=wait)
+            for ref in ended:
+                del self.stopping[ref]
+            late = [ref for ref, at in self.stopping.items() if at <= time.monotonic()]
+            if late:
+                self._kill(late)
+            if not block:
+                return
+
+    def _kill(self, refs: list) -> None:
+        """Kill these tasks, then remove their containers on every node (a killed worker
+        never removes its own)."""
+        for ref in refs:
+            self.ray.cancel(ref, force=True)
+            del self.stopping[ref]
+        self.ray.wait(refs, num_returns=len(refs), timeout=60)  # their workers are gone
+        if self.sweep is None:
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ids = [ref.task_id().hex() for ref in refs]
+        sweeps = [self.sweep.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node["NodeID"], soft=False)).remote(ids) for node in self.ray.nodes()
+            if node["Alive"]]
+        try:
+            self.ray.get(sweeps, timeout=120)
+        except self.ray.exceptions.RayError:  # a node gone meanwhile: its containers stop
+            pass                              # at their own wall clock
 
     def close(self) -> None:
         for h in list(self.live.values()):
             self.cancel(h)
+        self._reap(block=True)
         if self.owned:
             self.ray.shutdown()

@@ -10,22 +10,30 @@ files that train a model (``sandbox.process.WORKER_FILES``) at ``/opt/descartes`
 network, read-only root with a small tmpfs, CPU / memory / pids / file-size limits, all
 capabilities dropped, no-new-privileges, user nobody, no host environment, a wall-clock
 kill from the host, removed afterwards.
+
+A container never depends on its owner to end: its command runs under ``timeout``, a wall
+clock a little past the host's, so one whose owner was killed (a Ray worker cancelled by
+force, a driver killed with -9) stops by itself; `remove_stale` and `remove_job` remove
+what is left, by label.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import docker
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from sandbox.process import (
     CODE,
@@ -116,13 +124,47 @@ def _build(c, tool: str, log) -> str:
 
 
 OWNER = f"{LABEL}.owner"
+JOB_KEY = f"{LABEL}.job"
+"""The label naming the job a container runs for (`job_label`): how a job's containers are
+found from elsewhere once the process that owns them has been killed."""
+WALL_MARGIN_S = 30.0
+"""How long the container's own wall clock runs past the host's, which kills first (and
+says "timeout") whenever the host is alive."""
+_job: ContextVar[str] = ContextVar(JOB_KEY, default="")
+
+
+@contextmanager
+def job_label(value: str) -> Iterator[None]:
+    """The containers this thread runs meanwhile carry `value` under JOB_KEY."""
+    token = _job.set(value)
+    try:
+        yield
+    finally:
+        _job.reset(token)
+
+
+def _remove(container) -> None:
+    """Remove it, unless it is gone or being removed already (by its owner, at the same time)."""
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as e:
+        if e.status_code != 409:  # 409: its removal is already under way
+            raise
 
 
 def remove_stale(c) -> None:
     """Containers left by a killed orchestrator, found by label; never a live one's."""
     for old in c.containers.list(all=True, filters={"label": LABEL}):
         if not pid_alive(old.labels.get(OWNER, "")):
-            old.remove(force=True)
+            _remove(old)
+
+
+def remove_job(c, value: str) -> None:
+    """Every container, running or stopped, of the job labelled `value` (`job_label`)."""
+    for old in c.containers.list(all=True, filters={"label": f"{JOB_KEY}={value}"}):
+        _remove(old)
 
 
 def _mounts(job: Path, out: Path) -> dict:
@@ -151,13 +193,15 @@ def run(c, job: Path, out: Path, lim: Limits,
     job.chmod(0o755)
     mb = 1 << 20
     container = c.containers.create(
-        image_tag(), ["python3", "-s", "-m", "sandbox.worker", JOB, OUT],
+        image_tag(), ["timeout", "-s", "KILL", str(math.ceil(lim.timeout_s + WALL_MARGIN_S)),
+                      "python3", "-s", "-m", "sandbox.worker", JOB, OUT],
         network_mode="none", read_only=True,
         tmpfs={"/tmp": "rw,size=64m,noexec,nosuid"}, working_dir=OUT,
+        # the container's cgroup: they bind every process of the job together
         mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m",
-        pids_limit=lim.nproc * 2, nano_cpus=max(2, lim.threads) * 1_000_000_000,
+        pids_limit=lim.pids, nano_cpus=max(2, lim.threads) * 1_000_000_000,
         cap_drop=["ALL"], security_opt=["no-new-privileges:true"], user="65534:65534",
-        init=True, labels={LABEL: "1", OWNER: str(os.getpid())},
+        init=True, labels={LABEL: "1", OWNER: str(os.getpid()), JOB_KEY: _job.get()},
         # a flood of stdout must not fill the host's disk through the engine's log file
         log_config=docker.types.LogConfig(type="json-file",
                                           config={"max-size": "1m", "max-file": "1"}),
@@ -191,5 +235,5 @@ def run(c, job: Path, out: Path, lim: Limits,
         tail = container.logs(stdout=True, stderr=True, tail=200)[-4000:].decode(
             errors="replace")
     finally:
-        container.remove(force=True)
+        _remove(container)
     return rc, tail, "docker", timed_out

@@ -2,7 +2,9 @@
 cluster started here (127.0.0.1 only, dashboard and usage statistics off): every iteration
 recorded once, ledger and branches in agreement, the templates trained exactly as the
 serial search trains them, and a Ray worker killed mid-candidate retried, then recorded
-as `infrastructure` while the run goes on."""
+as `infrastructure` while the run goes on. Cancelling a Ray task mid-training leaves no
+docker container behind, whether the task stops itself or has to be killed, and a
+container whose owner was killed stops at its own wall clock."""
 
 import json
 import os
@@ -13,9 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent import runs
+from agent.executor import Job, Workload
+from agent.ray_executor import RayExecutor
+from sandbox import docker_backend
+from sandbox.docker_backend import JOB_KEY, OWNER
+from sandbox.process import OUT, pid_alive
+from sandbox.protocol import PROGRESS
 
 CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -130,3 +139,121 @@ def test_a_ray_cluster_runs_two_at_once_and_a_killed_worker_is_infrastructure(
     assert all(row["training"]["where"].startswith("ray node ") for row in others)
     assert _templates(tmp_path) == serial_templates
     assert _candidate_processes() == []  # no task outlives the run
+
+
+TEMPLATE = (Path(__file__).parents[1] / "descartes_core/templates/t5_diagonal_ssm.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The docker engine, with the sandbox image built."""
+    from sandbox import docker_backend, runner
+
+    if docker_backend.client() is None and os.environ.get("CI") != "true":
+        pytest.skip("no docker engine answers")
+    return runner.docker_client()
+
+
+def _long_training() -> Workload:
+    """A workload whose training would take an hour: it is always cancelled mid-way."""
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((8, 200, 21)).astype(np.float32)
+    targets = rng.standard_normal((8, 200, 20)).astype(np.float32)
+    train = {"time_budget_h": 1.0, "max_epochs": 100_000, "patience": 100_000,
+             "verify": False, "device": "cpu"}
+    return Workload(inputs, targets, np.zeros_like(targets), None,
+                    {"train": list(range(6)), "val": [6, 7]}, train, "docker")
+
+
+def _containers(engine, task_id: str) -> list:
+    """The containers, running or stopped, labelled with this Ray task's id."""
+    return engine.containers.list(all=True, filters={"label": f"{JOB_KEY}={task_id}"},
+                                  ignore_removed=True)
+
+
+def _training(engine, h, guard_s: float = 300.0) -> tuple:
+    """The task's container, once it has reported an epoch (it is mid-training), and the
+    task's id."""
+    import ray
+
+    task_id, end = h.ref.task_id().hex(), time.monotonic() + guard_s
+    while time.monotonic() < end:
+        if ray.wait([h.ref], timeout=0)[0]:
+            raise AssertionError(f"the task ended before training: {ray.get(h.ref)}")
+        for c in _containers(engine, task_id):
+            out = next((m["Source"] for m in c.attrs["Mounts"] if m["Destination"] == OUT), "")
+            if c.status == "running" and (Path(out) / PROGRESS).is_file() and \
+                    (Path(out) / PROGRESS).stat().st_size:
+                return c, task_id
+        time.sleep(0.5)
+    raise AssertionError("the candidate never started training in its container")
+
+
+def _gone(engine, task_id: str, guard_s: float) -> list:
+    end = time.monotonic() + guard_s
+    while (left := _containers(engine, task_id)) and time.monotonic() < end:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.fixture
+def ray_driver():
+    """This process as a Ray driver, disconnected afterwards (each test has its cluster)."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def test_a_cancelled_ray_task_removes_its_container(engine, ray_cluster, ray_driver):
+    ex = RayExecutor(_long_training(), 1, address=ray_cluster)
+    try:
+        h = ex.submit(Job("0001", TEMPLATE, 8))
+        _, task_id = _training(engine, h)
+        ex.cancel(h)
+        assert _gone(engine, task_id, 60) == []  # the task stopped and removed it itself
+    finally:
+        ex.close()
+
+
+def test_a_ray_task_that_cannot_stop_itself_is_killed_and_its_container_removed(
+        engine, ray_cluster, ray_driver):
+    ex = RayExecutor(_long_training(), 1, address=ray_cluster)
+    try:
+        h = ex.submit(Job("0001", TEMPLATE, 8))
+        container, task_id = _training(engine, h)
+        worker = int(container.labels[OWNER])
+        os.kill(worker, signal.SIGSTOP)  # it can neither see the cancel nor clean up
+        ex.cancel(h)
+    finally:
+        ex.close()  # kills it after the grace, then removes its containers by label
+    assert not pid_alive(worker)
+    assert _containers(engine, task_id) == []
+
+
+def test_a_container_whose_owner_cannot_act_stops_at_its_own_wall_clock(engine):
+    label = f"wall-clock-{os.getpid()}"
+    owner = subprocess.Popen([sys.executable, "-c", f"""if True:
+        from sandbox import docker_backend, runner
+        from sandbox.process import Limits
+        with docker_backend.job_label({label!r}):
+            runner.run_job("check", "import time\\ntime.sleep(10_000)\\n", {{}},
+                           lim=Limits(timeout_s=15), backend="docker")
+        """])
+    try:
+        end = time.monotonic() + 120
+        while not any(c.status == "running" for c in _containers(engine, label)):
+            assert time.monotonic() < end and owner.poll() is None
+            time.sleep(0.2)
+        # stopped, not killed: its clock never fires, and its container is nobody's stale
+        # one to remove (a dead owner's would be)
+        owner.send_signal(signal.SIGSTOP)
+        end = time.monotonic() + 15 + docker_backend.WALL_MARGIN_S + 60
+        while (states := [c.status for c in _containers(engine, label)]) == ["running"]:
+            assert time.monotonic() < end, "the container outlived its owner's wall clock"
+            time.sleep(1.0)
+        assert states == ["exited"]
+    finally:
+        owner.kill()
+        owner.wait()
+        docker_backend.remove_job(engine, label)
