@@ -17,7 +17,7 @@ from agent.console import UsageError, dataset_at, err, out, progress, progress_e
 from agent.inert import fmt
 from agent.repository import RefError
 from agent.runs import RunNotFound
-from descartes_core import dataset, rhythm
+from descartes_core import circuit, dataset, rhythm
 from descartes_core.dataset import DatasetError, SimulationSpec
 
 app = typer.Typer(
@@ -61,16 +61,31 @@ def simulate(
     duration_ms: Annotated[int, typer.Option(
         "--duration-ms", min=10, help="Recorded length of each trial (1-ms bins).")] = 2000,
     force: Annotated[bool, typer.Option(help="Replace --out if it already holds files.")] = False,
+    jitter: Annotated[float, typer.Option(
+        min=0.0, max=circuit.JITTER, help="Half-width of the secret draw's factor on each "
+        "maximal conductance; 0 gives the published circuit exactly.")] = circuit.JITTER,
+    circuit_seed: Annotated[str | None, typer.Option(
+        "--circuit-seed", help="The secret to draw the circuit from (≥ 32 hex digits, as in "
+        "a dataset's meta.json circuit.secret), to reproduce that dataset; default: a fresh "
+        "one, which the cache keeps for these settings on this machine.")] = None,
 ) -> None:
     """Simulate the TC–nRt circuit and write a data directory.
 
     Writes inputs.npy (N,T,21), outputs.npy (N,T,20), biovars.npy (N,T,160), spikes.npy,
-    initial_state.npz and meta.json. Datasets are cached by a fingerprint of their
-    parameters, seed and trial count, so asking again copies the cached one.
+    initial_state.npz and meta.json. The circuit is drawn around the published one from a
+    secret that stays in meta.json (no job ever receives it). Datasets are cached by a
+    fingerprint of their settings, so asking again copies the cached one, same draw.
     """
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise UsageError(f"{out_dir}: already exists and is not empty (--force replaces it)")
-    spec = SimulationSpec(n_trials=trials, duration_ms=duration_ms, seed=seed)
+    if circuit_seed is not None and jitter == 0.0:
+        raise UsageError("--jitter 0 is the published circuit: it has no --circuit-seed")
+    try:
+        secret = None if circuit_seed is None else circuit.parse_secret(circuit_seed)
+    except ValueError as e:
+        raise UsageError(f"--circuit-seed: {e}") from None
+    spec = SimulationSpec(n_trials=trials, duration_ms=duration_ms, seed=seed, jitter=jitter,
+                          circuit_secret=secret)
     start = time.perf_counter()
     with progress() as bar:
         task = bar.add_task(f"simulating {trials} trials", total=spec.burn_in_ms + duration_ms)
@@ -80,6 +95,9 @@ def simulate(
     how = "from the cache" if cached else "simulated"
     out.print(f"{how} in {time.perf_counter() - start:.1f} s")
     _summary(ds, out_dir)
+    drawn, _ = dataset.circuit_draw(ds.meta)
+    out.print(f"  circuit: drawn, jitter ±{drawn:g} (its secret is in meta.json)" if drawn
+              else "  circuit: published (jitter 0)", highlight=False)
 
 
 @app.command()
@@ -180,7 +198,8 @@ def check(
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{model}: unreadable ({e})") from None
     try:
-        backend = runner.resolve_backend(sandbox, allow_degraded)
+        # a shape check trains nothing: bubblewrap without cgroups may run it
+        backend = runner.resolve_backend(sandbox, allow_degraded, trains=False)
         if backend == "docker":
             runner.docker_client(log=lambda msg: err.print(msg, highlight=False))
     except runner.SandboxError as e:

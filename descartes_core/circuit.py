@@ -9,6 +9,13 @@ Equations: ``shared/design/circuit-model.md`` (Destexhe, Bal, McCormick & Sejnow
 - TC: g_KL = 0.003 µS × U(0.95, 1.05) per cell (Decision 1: never above
   0.0038 µS) and ḡ_h = 0.015 mS/cm² × U(0.95, 1.05), drawn once per circuit
   from ``CircuitParams.circuit_seed`` to break the symmetry of identical cells.
+- A simulated dataset's circuit is a secret draw (``draw``): from a 128-bit
+  secret, the seed of that heterogeneity and a factor on each maximal
+  conductance of ``CONDUCTANCES`` within ±``JITTER`` of its published value
+  (published values are not an animal's). The equations are public; the draw
+  stays on the host with the data, so re-simulating a job's inputs with the
+  published values does not give the hidden variables back. Jitter 0 is the
+  published circuit: published conductances and circuit_seed 0.
 - nRt rests at ≈ −90 mV, faithful to the source (spec §5.3 option a).
 - I_h keeps the full Ca2+/CB up-regulation (P1, o1, o2); m_H is stored as the
   open fraction o1 + o2 (Decision 8); the conductance uses o1 + 2·o2.
@@ -35,6 +42,8 @@ GABA_B conductances (applied postsynaptically, so it acts at once).
 from __future__ import annotations
 
 import dataclasses
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,6 +67,7 @@ IH_K2, IH_CAC, IH_K4, IH_PC, IH_GINC, E_H = 4e-4, 0.002, 1e-3, 0.01, 2.0, -40.0
 # GABA_B cascade (Fspin.oc values, spec §2.3).
 GB_K1, GB_K2, GB_K3, GB_K4, GB_KD = 0.09, 0.0012, 0.18, 0.034, 100.0
 E_NA, E_K, E_AMPA, E_GABAA, E_GABAB = 50.0, -100.0, 0.0, -85.0, -95.0
+E_L_TC, E_L_RE = -70.0, -90.0
 
 V_TABLE_MIN, V_TABLE_MAX, V_TABLE_STEP = -160.0, 80.0, 0.05
 BURN_IN_MS = 1000.0
@@ -72,6 +82,18 @@ class CircuitParams:
     """Integration step (ms); every bin is integrated in bin_ms / dt sub-steps."""
     radius: int = 1
     """Connectivity radius on the ring: cell i receives from j with |i - j| ≤ radius."""
+    g_l_tc: float = 0.01
+    """TC leak conductance (mS/cm², E_L = −70 mV)."""
+    g_l_re: float = 0.05
+    """nRt leak conductance (mS/cm², E_L = −90 mV)."""
+    g_na_tc: float = 90.0
+    """TC fast Na+ maximal conductance (mS/cm²)."""
+    g_k_tc: float = 10.0
+    """TC delayed-rectifier K+ maximal conductance (mS/cm²)."""
+    g_na_re: float = 200.0
+    """nRt fast Na+ maximal conductance (mS/cm²)."""
+    g_k_re: float = 20.0
+    """nRt delayed-rectifier K+ maximal conductance (mS/cm²)."""
     g_kl_tc: float = 0.003
     """TC K+ leak point conductance (µS), before per-cell heterogeneity (Decision 1)."""
     g_h_tc: float = 0.015
@@ -79,7 +101,8 @@ class CircuitParams:
     heterogeneity: float = 0.05
     """Half-width of the uniform per-cell factor on g_KL and ḡ_h (0 gives identical cells)."""
     circuit_seed: int = 0
-    """Seed of the per-cell heterogeneity; one circuit is shared by every trial of a dataset."""
+    """Seed of the per-cell heterogeneity (any size: a drawn circuit's is its 128-bit
+    secret); one circuit is shared by every trial of a dataset."""
     g_t_tc: float = 2.0
     """TC I_T maximal conductance (mS/cm²); 0 removes the rebound burst (negative control)."""
     g_ts_re: float = 3.0
@@ -104,6 +127,62 @@ class CircuitParams:
         rng = np.random.default_rng(self.circuit_seed)
         lo, hi = 1.0 - self.heterogeneity, 1.0 + self.heterogeneity
         return rng.uniform(lo, hi, N_CELLS), rng.uniform(lo, hi, N_CELLS)
+
+
+CONDUCTANCES = ("g_l_tc", "g_l_re", "g_kl_tc", "g_na_tc", "g_k_tc", "g_na_re", "g_k_re",
+                "g_t_tc", "g_ts_re", "g_h_tc", "g_ampa", "g_gabaa_tc", "g_gabab_tc",
+                "g_gabaa_re")
+"""The conductances a drawn circuit scales, each by its own factor: every maximal
+conductance of the cells (leaks included) and of the four synaptic projections."""
+JITTER = 0.1
+"""Half-width of the drawn conductance factors, U(1 − jitter, 1 + jitter), at most this."""
+WIDTH = {"g_t_tc": 0.5, "g_ts_re": 0.5}
+"""Conductances drawn over a share of the jitter (±5 % at the default): the two T-currents,
+which make the rhythm. Measured with tests/test_network.py's checks, every seed's circuit a
+fresh draw, 5 sets of 8 draws each: with every conductance at ±10 % the bicuculline check
+failed in 2 sets (no rhythm left in some draws); with these two at ±5 % in none, as with
+the heterogeneity alone. Both at −10 % removed the bicuculline rhythm on 7 of 8 seeds, at
+−5 % it held on all (tests/test_secret_draw.py). The oscillation check's 4–10 Hz count
+failed for fresh seeds at about the same rate in all three settings (1–3 sets of 5): a
+property of that check's seeds, not of the draw."""
+SECRET_HEX = 32
+"""A circuit secret is at least this many hex digits: 128 bits, beyond any search."""
+
+
+def new_secret() -> str:
+    """A fresh circuit secret (``secrets``, 128 bits as hex)."""
+    return secrets.token_hex(SECRET_HEX // 2)
+
+
+def parse_secret(text: str) -> str:
+    """A circuit secret as typed (lower-cased); ValueError unless ≥ 32 hex digits."""
+    text = text.strip().lower()
+    if not re.fullmatch(f"[0-9a-f]{{{SECRET_HEX},}}", text):
+        raise ValueError(f"a circuit secret is at least {SECRET_HEX} hex digits (128 bits), "
+                         f"got {len(text)} characters")
+    return text
+
+
+def draw(secret: str | None, jitter: float = JITTER,
+         published: CircuitParams = CircuitParams()) -> tuple[CircuitParams, dict[str, float]]:
+    """The circuit a dataset is simulated with, and its factor per conductance.
+
+    The secret seeds the per-cell heterogeneity (it is the circuit_seed) and, apart, one
+    factor U(1 − w·jitter, 1 + w·jitter) on each of ``CONDUCTANCES`` (w: its ``WIDTH``,
+    else 1). Jitter 0 gives `published` exactly, and needs no secret.
+    """
+    if not 0.0 <= jitter <= JITTER:
+        raise ValueError(f"jitter must lie in [0, {JITTER}], got {jitter}")
+    if jitter == 0.0:
+        return published, dict.fromkeys(CONDUCTANCES, 1.0)
+    if secret is None:
+        raise ValueError("a drawn circuit (jitter > 0) needs its secret")
+    key = int(parse_secret(secret), 16)
+    rng = np.random.default_rng([key, 1])
+    factors = {name: float(1.0 + jitter * WIDTH.get(name, 1.0) * rng.uniform(-1.0, 1.0))
+               for name in CONDUCTANCES}
+    scaled = {name: getattr(published, name) * f for name, f in factors.items()}
+    return dataclasses.replace(published, circuit_seed=key, **scaled), factors
 
 
 @dataclass
@@ -184,10 +263,11 @@ def _consts(params: CircuitParams) -> Consts:
         v_min=V_TABLE_MIN,
         v_max=V_TABLE_MAX,
         inv_step=1.0 / V_TABLE_STEP,
-        g_leak=np.concatenate([0.01 + g_kl, np.full(N_CELLS, 0.05)]),
-        ge_leak=np.concatenate([0.01 * -70.0 + g_kl * E_K, np.full(N_CELLS, 0.05 * -90.0)]),
-        g_na=np.repeat([90.0, 200.0], N_CELLS),
-        g_k=np.repeat([10.0, 20.0], N_CELLS),
+        g_leak=np.concatenate([params.g_l_tc + g_kl, np.full(N_CELLS, params.g_l_re)]),
+        ge_leak=np.concatenate([params.g_l_tc * E_L_TC + g_kl * E_K,
+                                np.full(N_CELLS, params.g_l_re * E_L_RE)]),
+        g_na=np.repeat([params.g_na_tc, params.g_na_re], N_CELLS),
+        g_k=np.repeat([params.g_k_tc, params.g_k_re], N_CELLS),
         g_t=np.repeat([params.g_t_tc, params.g_ts_re], N_CELLS),
         g_h=params.g_h_tc * h_fac,
         e_syn1=np.repeat([E_GABAA, E_AMPA], N_CELLS),

@@ -6,6 +6,12 @@ A data directory (``shared/DESIGN.md``) holds ``inputs.npy`` (N, T, 21),
 raw TC spike counts per 1-ms bin, and ``initial_state.npz``, the full circuit
 state at t = 0 (Decision 2).
 
+A simulated dataset's circuit is drawn (``circuit.draw``) from a 128-bit secret made
+with the dataset: meta.json's "circuit" keeps the secret, jitter, factors and drawn values
+on the host beside the biovars; a job receives arrays only (``sandbox.runner.evaluate``).
+The cache keeps one draw per spec on a machine, so runs of one spec see the same data. A
+meta without a secret (jitter 0, or written before the draw) is the published circuit.
+
 Outputs are the TC spike counts filtered with a causal exponential kernel,
 τ = 10 ms, in Hz (each spike adds 100 Hz that decays): a model's output at t may
 only depend on inputs up to t, and an acausal (e.g. Gaussian) rate would leak up
@@ -28,10 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from descartes_core import circuit, rhythm, trials, variables
-from descartes_core.circuit import CircuitParams
+from descartes_core.circuit import JITTER, CircuitParams
 from descartes_core.events import RATE_TAU_MS
 
 FORMAT = "descartes-dataset/1"
+SECRET_ENV = "DESCARTES_CIRCUIT_SECRET"
+"""The secret a simulated dataset draws its circuit from when its spec names none (the
+test suite pins one, so its data is the same on every machine); unset: a fresh one."""
 OUTPUT_TAU_MS = RATE_TAU_MS
 CORE_FILES = ("inputs.npy", "outputs.npy", "biovars.npy", "meta.json")
 SHAPES = {"inputs.npy": 21, "outputs.npy": 20, "biovars.npy": 160}
@@ -60,7 +69,13 @@ class SimulationSpec:
     burn_in_ms: float = circuit.BURN_IN_MS
     """Quiet burn-in before t = 0, with each trial's first input held."""
     circuit: CircuitParams = field(default_factory=CircuitParams)
-    """The circuit (shared by every trial)."""
+    """The published circuit the dataset's circuit is drawn around (shared by every trial)."""
+    jitter: float = JITTER
+    """Half-width of the drawn factor on each maximal conductance; 0: `circuit` exactly."""
+    circuit_secret: str | None = None
+    """The secret of the draw (≥ 128 bits, hex; unused at jitter 0); None:
+    $DESCARTES_CIRCUIT_SECRET, else a fresh one when the dataset is made, which the cache
+    then keeps for this spec on this machine."""
 
     def cache_key(self) -> str:
         """Hash of the spec and of the simulator's source, so a code change misses the cache."""
@@ -181,12 +196,17 @@ def derive_split(meta: dict, n: int) -> None:
 def simulate_dataset(
     spec: SimulationSpec, progress: Callable[[float], None] | None = None
 ) -> Dataset:
-    """Design the trials, run the circuit and assemble a dataset (not yet written)."""
+    """Design the trials, draw the circuit, run it and assemble a dataset (not yet written)."""
     inputs, records = trials.design(spec.n_trials, spec.duration_ms, spec.seed)
-    res = circuit.simulate(inputs, spec.circuit, burn_in_ms=spec.burn_in_ms, progress=progress)
+    secret = None
+    if spec.jitter:
+        secret = circuit.parse_secret(spec.circuit_secret or os.environ.get(SECRET_ENV)
+                                      or circuit.new_secret())
+    params, factors = circuit.draw(secret, spec.jitter, spec.circuit)
+    res = circuit.simulate(inputs, params, burn_in_ms=spec.burn_in_ms, progress=progress)
     outputs = rate_from_spikes(res.tc_spikes).astype(np.float32)
     inputs = inputs.astype(np.float32)
-    kl, gh = spec.circuit.cell_factors()
+    kl, gh = params.cell_factors()
     meta = {
         "format": FORMAT,
         "source": "simulated",
@@ -200,9 +220,10 @@ def simulate_dataset(
                     "smoothing": f"causal exponential, tau {OUTPUT_TAU_MS:g} ms"},
         "variables": variables.describe(),
         "split": split_trials([r["regime"] for r in records], spec.seed),
-        "circuit": {**dataclasses.asdict(spec.circuit),
-                    "g_kl_tc_per_cell_us": (spec.circuit.g_kl_tc * kl).round(6).tolist(),
-                    "g_h_tc_per_cell": (spec.circuit.g_h_tc * gh).round(6).tolist(),
+        "circuit": {**dataclasses.asdict(params), "jitter": spec.jitter, "secret": secret,
+                    "factors": factors,
+                    "g_kl_tc_per_cell_us": (params.g_kl_tc * kl).round(6).tolist(),
+                    "g_h_tc_per_cell": (params.g_h_tc * gh).round(6).tolist(),
                     "connectivity": "ring", "m_H": "o1 + o2",
                     "integration": "exponential Euler, tabulated rate functions"},
         "simulation": {"burn_in_ms": spec.burn_in_ms, "cache_key": spec.cache_key()},
@@ -212,25 +233,40 @@ def simulate_dataset(
     return Dataset(inputs, outputs, res.biovars, meta, res.tc_spikes, res.initial_state)
 
 
+def circuit_draw(meta: dict) -> tuple[float, str | None]:
+    """(jitter, secret) of a dataset's circuit; (0, None), the published circuit, for a
+    dataset written before circuits were drawn, or a user's."""
+    c = meta.get("circuit")
+    if not isinstance(c, dict) or not c.get("secret"):
+        return 0.0, None
+    return float(c.get("jitter", 0.0)), str(c["secret"])
+
+
 @contextlib.contextmanager
-def _atomic_dir(out_dir: Path):
-    """Yield a sibling temporary folder that replaces `out_dir` only if the block succeeds."""
+def _atomic_dir(out_dir: Path, replace: bool = True):
+    """Yield a sibling temporary folder that becomes `out_dir` only if the block succeeds;
+    replace=False keeps an existing `out_dir` (a cached draw: the first writer wins)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         yield tmp
-        if out_dir.exists():
+        if replace and out_dir.exists():
             shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            if replace or not (out_dir / "meta.json").exists():
+                raise
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def write(ds: Dataset, out_dir: Path) -> None:
-    """Write a data directory atomically."""
-    with _atomic_dir(out_dir) as tmp:
+def write(ds: Dataset, out_dir: Path, replace: bool = True) -> None:
+    """Write a data directory atomically (replace=False keeps one already there)."""
+    with _atomic_dir(out_dir, replace) as tmp:
         np.save(tmp / "inputs.npy", ds.inputs)
         np.save(tmp / "outputs.npy", ds.outputs)
         np.save(tmp / "biovars.npy", ds.biovars)
@@ -263,7 +299,7 @@ def cached_or_simulated(
     path = cache_root() / "datasets" / spec.cache_key()
     if (path / "meta.json").exists():
         return path, True
-    write(simulate_dataset(spec, progress), path)
+    write(simulate_dataset(spec, progress), path, replace=False)
     return path, False
 
 

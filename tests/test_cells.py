@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from descartes_core import circuit
 from descartes_core.circuit import CircuitParams, simulate
 
 ISOLATED = CircuitParams(heterogeneity=0.0).without_synapses()
@@ -74,3 +75,19 @@ def test_nrt_bursts_on_depolarisation_longer_than_tc():
     assert spikes.size >= 10  # reference: 29 spikes over ≈ 83 ms
     assert np.diff(spikes)[0] < 4.0
     assert spikes[-1] - spikes[0] > 50.0  # > 40 ms and longer than the TC burst (< 50 ms)
+
+
+def test_the_most_excitable_drawn_cells_still_rest_quietly():
+    """Decision 1 over the draws of ``circuit.draw``: the corner of the drawn range nearest
+    the Ih–IT instability (most K+ leak, least I_h and leak, most I_T) starts a slow
+    oscillation that dies out, and never fires (measured: 4.8 mV peak to peak in the first
+    4 s, 0.13 mV by 16–18 s)."""
+    j, p = circuit.JITTER, CircuitParams()
+    corner = dataclasses.replace(
+        ISOLATED, heterogeneity=p.heterogeneity, g_kl_tc=p.g_kl_tc * (1 + j),
+        g_h_tc=p.g_h_tc * (1 - j), g_l_tc=p.g_l_tc * (1 - j),
+        g_t_tc=p.g_t_tc * (1 + j * circuit.WIDTH.get("g_t_tc", 1.0)))
+    r = simulate(_inputs(18_000), corner, record_voltage=True)
+    swing = np.ptp(r.voltage[0, :, :20].reshape(9, 2000, 20), axis=1).max(axis=1)
+    assert r.tc_spikes.sum() == 0 and r.re_spikes.sum() == 0
+    assert swing[-1] < 0.2 * swing[:3].max()

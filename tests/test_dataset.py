@@ -75,8 +75,9 @@ def test_outputs_are_causal_exponential_rates_of_the_spikes(small):
     assert rate[20] == pytest.approx(100.0 * np.exp(-1.0))
 
 
-def test_same_seed_same_bits_and_other_seed_other_trials(small):
-    again = dataset.simulate_dataset(SMALL)
+def test_same_seed_and_circuit_same_bits_and_other_seed_other_trials(small):
+    secret = small.meta["circuit"]["secret"]
+    again = dataset.simulate_dataset(dataclasses.replace(SMALL, circuit_secret=secret))
     for a, b in ((small.inputs, again.inputs), (small.outputs, again.outputs),
                  (small.biovars, again.biovars)):
         assert a.tobytes() == b.tobytes()
