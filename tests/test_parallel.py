@@ -47,9 +47,14 @@ def _templates(run_dir: Path) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def serial_templates(tmp_path_factory):
-    """The smoke preset's templates phase, run serially (the reference)."""
+    """The smoke preset's templates phase, run serially (the reference). It reads the
+    session's dataset cache, as the tests do: a cache draws its circuit once, so another
+    cache would hold other data."""
     run_dir = tmp_path_factory.mktemp("serial")
-    _cli([*SMOKE, "--max-llm-expansions", "0", "--finalists", "0", "--run-dir", str(run_dir)])
+    with pytest.MonkeyPatch.context() as mp:  # module scope: before the autouse fixture
+        mp.setenv("DESCARTES_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        _cli([*SMOKE, "--max-llm-expansions", "0", "--finalists", "0",
+              "--run-dir", str(run_dir)])
     return _templates(run_dir)
 
 
