@@ -213,8 +213,10 @@ def check(
                              "error": result.error, "check": result.check})
     elif result.ok:
         c = result.check
-        out.print(f"[green]accepted[/] {model} ({result.isolation}): {c['n_params']} parameters, "
-                  f"forward {c['forward_ms']:.0f} ms on a (4, 200, 21) batch", soft_wrap=True)
+        # the worker runs in the candidate's interpreter: what it reports is its claim
+        out.print(f"[green]accepted[/] {model} ({result.isolation}); the worker's claims: "
+                  f"{c['n_params']} parameters, forward {c['forward_ms']:.0f} ms on a "
+                  "(4, 200, 21) batch", soft_wrap=True)
         for w in c["warnings"]:
             out.print(f"  warning: {escape(w)}", highlight=False)
     else:
