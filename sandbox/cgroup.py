@@ -167,12 +167,19 @@ class Group:
             deadline = time.monotonic() + 10.0
             while d.exists():
                 try:
-                    d.rmdir()
+                    _rmdir_tree(d)
                 except OSError as e:
                     if time.monotonic() > deadline:
                         log.warning("cgroup leaf %s stays: %s", d, e)
                         break
                     time.sleep(0.02)
+
+
+def _rmdir_tree(d: Path) -> None:
+    """Remove a cgroup and any it holds, deepest first (a cgroup folder holds only the
+    kernel's files, which go with it; a child group makes rmdir fail with EBUSY)."""
+    for sub, _, _ in sorted(os.walk(d), key=lambda w: -w[0].count("/")):
+        os.rmdir(sub)
 
 
 def _sweep(parent: Path) -> None:
@@ -184,7 +191,7 @@ def _sweep(parent: Path) -> None:
             os.kill(int(owner), 0)
         except ProcessLookupError:
             try:
-                d.rmdir()
+                _rmdir_tree(d)
             except OSError:  # still populated: its own driver's sweep or the kernel's turn
                 pass
         except (ValueError, PermissionError):

@@ -107,8 +107,12 @@ def _probe(cmd: list[str]) -> bool:
         return False
 
 
+BWRAP_ISOLATION = ("bwrap", "--unshare-all", "--unshare-user", "--disable-userns")
+"""Every namespace unshared, and no user namespace of the job's own (bubblewrap ≥ 0.8)."""
+
+
 def isolation_level() -> str:
-    if shutil.which("bwrap") and _probe(["bwrap", "--ro-bind", "/", "/", "--unshare-all"]):
+    if shutil.which("bwrap") and _probe([*BWRAP_ISOLATION, "--ro-bind", "/", "/"]):
         return "bwrap"
     if shutil.which("unshare") and _probe(_unshare()):
         return "unshare-net"
@@ -151,7 +155,9 @@ def _bwrap(job: Path, out: Path, lim: Limits) -> list[str]:
     base = Path(sys.base_prefix).resolve()
     stdlib = Path(sysconfig.get_paths(vars={"base": str(base), "platbase": str(base)},
                                       scheme=sysconfig.get_default_scheme())["stdlib"])
-    args = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
+    # --disable-userns: inside a user namespace of its own a job is root enough to mount
+    # cgroupfs, lift its own caps and write the host's other cgroup hierarchies
+    args = [*BWRAP_ISOLATION, "--uid", "65534", "--gid", "65534",
             "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64"):  # merged-/usr systems link these into /usr
         target = Path("/") / link

@@ -343,8 +343,10 @@ def verify_blocks(blocks: list[tuple[str, str, dict]], *, library: dict[str, str
     verdicts: dict[str, tuple[bool, str]] = {}
     todo = list(blocks)
     began: list[int] = []  # the epochs of the job's progress lines: the blocks it began
+    solo: set[str] = set()  # failed beside others: judged only by a job of their own
     while todo and (left := deadline - time.monotonic()) >= MIN_VERIFY_JOB_S:
-        batch = todo[:protocol.MAX_BLOCKS]
+        batch = [todo[0]] if todo[0][1] in solo else \
+            [b for b in todo if b[1] not in solo][:protocol.MAX_BLOCKS]
         began.clear()
         config = {"blocks": [{"code": c, "name": n, "contract": k} for c, n, k in batch],
                   "library": library or {}}
@@ -352,12 +354,19 @@ def verify_blocks(blocks: list[tuple[str, str, dict]], *, library: dict[str, str
                       replace(lim, timeout_s=min(lim.timeout_s, left)), level, backend,
                       progress=lambda d: began.append(d["epoch"]))
         if out.ok:
+            # Every block of a job runs in one interpreter, so one can rewrite the others'
+            # verdicts: a failure seen beside other blocks is checked again alone.
             got = out.check["verdicts"]
-            verdicts.update({n: (got[n]["ok"], "" if got[n]["ok"] else
-                                 f"{got[n]['kind']}: {got[n]['message']}") if n in got
-                             else (False, "the verification gave no verdict")
-                             for _, n, _ in batch})
-            todo = todo[len(batch):]
+            for _, n, _ in batch:
+                if n in got and got[n]["ok"]:
+                    verdicts[n] = (True, "")
+                elif len(batch) > 1:
+                    solo.add(n)
+                else:
+                    verdicts[n] = (False, f"{got[n]['kind']}: {got[n]['message']}" if n in got
+                                   else "the verification gave no verdict")
+            todo = sorted((b for b in todo if b[1] not in verdicts),
+                          key=lambda b: b[1] not in solo)
         elif began and began[-1] < len(batch):
             culprit = batch[began[-1]]
             why = f"{out.error['kind']}: {out.error['message']}" if out.error else "no answer"

@@ -214,3 +214,36 @@ def test_run_library_checks_every_carried_block_against_the_policy(monkeypatch, 
                        str(tmp_path / "runs"))
     flat = " ".join(out.split())
     assert code == 0 and "rejected" in flat and "refused by the policy" in flat
+
+
+FRAMER = '''import json
+
+_dumps = json.dumps
+
+
+def _framed(o, *a, **k):
+    if isinstance(o, dict) and isinstance(o.get("check"), dict) and "verdicts" in o["check"]:
+        for name, v in o["check"]["verdicts"].items():
+            if name != "double":
+                v.update(ok=False, kind="nan", message="framed")
+    return _dumps(o, *a, **k)
+
+
+json.dumps = _framed
+
+
+def double(x):
+    return 2.0 * x
+'''
+HONEST = '''def triple(x):
+    return 3.0 * x
+'''
+
+
+def test_a_block_cannot_get_another_refused_by_rewriting_its_verdict(backend):
+    """Found by a red team (policy bypassed, as a block that escaped it would): the blocks
+    of one job share an interpreter, so one rewrote the others' verdicts as failures. A
+    failure seen beside other blocks is judged again by a job of the block's own."""
+    got = runner.verify_blocks([(FRAMER, "double", ONE_IN_ONE_OUT),
+                                (HONEST, "triple", ONE_IN_ONE_OUT)], backend=backend)
+    assert got["triple"] == (True, ""), got

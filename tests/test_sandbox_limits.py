@@ -83,6 +83,30 @@ def test_a_fork_bomb_stops_at_the_task_cap(backend):
     assert n <= lim.pids  # the job's own threads count too
 
 
+LIFT = """
+import subprocess
+# root in a user namespace of its own, a job could mount cgroupfs and lift its own caps
+try:
+    done = subprocess.run(["unshare", "-UrmC", "sh", "-c", "mkdir -p /tmp/cg && "
+                           "mount -t cgroup -o pids p /tmp/cg && echo max > /tmp/cg/pids.max"],
+                          capture_output=True, text=True, timeout=20)
+    print("unshare:", done.returncode, done.stderr[-200:], flush=True)
+except OSError as e:
+    print("unshare:", e, flush=True)
+""" + BOMB
+
+
+def test_a_job_cannot_lift_its_own_caps_from_a_namespace_of_its_own(backend):
+    """Found by a red team: bubblewrap let a job open a user namespace, mount its cgroup
+    and write `max` into its own pids.max (and freeze host processes through the other
+    hierarchies). It may open none (--disable-userns); docker's seccomp refuses unshare."""
+    lim = Limits(timeout_s=120.0, nproc=64)
+    out = runner.run_job("check", candidate(LIFT), {"latent_dim": 8}, None, lim,
+                         backend=backend)
+    assert "BREACH" not in out.log_tail, out.log_tail[-500:]
+    assert not out.ok and f"of {FORKS} failed" in out.error["message"], out.error
+
+
 def _ram_mb() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
 
