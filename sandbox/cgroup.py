@@ -136,7 +136,8 @@ class Group:
                 return int(value)
         return 0
 
-    def _pids(self) -> set[int]:
+    def pids(self) -> set[int]:
+        """The host's numbers of every process in the leaf."""
         pids: set[int] = set()
         for d in self.dirs:
             try:
@@ -151,7 +152,7 @@ class Group:
         if self.kind == "cgroup2" and (self.dirs[0] / "cgroup.kill").exists():
             _write(self.dirs[0] / "cgroup.kill", "1")
         deadline = time.monotonic() + 10.0
-        while (pids := self._pids()) and time.monotonic() < deadline:
+        while (pids := self.pids()) and time.monotonic() < deadline:
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)

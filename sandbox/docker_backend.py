@@ -38,6 +38,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from sandbox.process import (
     CODE,
     JOB,
+    NOFILE,
     OUT,
     PROJECT_ROOT,
     SITE,
@@ -177,6 +178,16 @@ def _mounts(job: Path, out: Path) -> dict:
     return mounts
 
 
+def _pids(c, container) -> set[int]:
+    """The container's processes as the host numbers them (the engine reads its cgroup)."""
+    try:
+        top = c.api.top(container.id)
+    except DockerException:  # exited meanwhile
+        return set()
+    col = top["Titles"].index("PID")
+    return {int(row[col]) for row in top.get("Processes") or []}
+
+
 def _gpu_requests(lim: Limits) -> list | None:
     """All GPUs (gpus None), the share named by CUDA_VISIBLE_DEVICES, or none ("")."""
     if not has_gpu() or lim.gpus == "":
@@ -212,7 +223,8 @@ def run(c, job: Path, out: Path, lim: Limits,
                         if k != "CUDA_VISIBLE_DEVICES"}},
         volumes=_mounts(job, out),
         ulimits=[docker.types.Ulimit(name="fsize", soft=lim.file_mb * mb, hard=lim.file_mb * mb),
-                 docker.types.Ulimit(name="core", soft=0, hard=0)],
+                 docker.types.Ulimit(name="core", soft=0, hard=0),
+                 docker.types.Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
         device_requests=_gpu_requests(lim),
     )
     timed_out = False
@@ -228,7 +240,7 @@ def run(c, job: Path, out: Path, lim: Limits,
                 container.kill()
                 break
             if tick is not None:
-                tick()
+                tick(lambda: _pids(c, container))
             time.sleep(0.1)
         state = c.api.inspect_container(container.id)["State"]
         rc = 137 if state.get("OOMKilled") else int(state.get("ExitCode", -1))

@@ -205,6 +205,11 @@ def _wrap(level: str, job: Path, out: Path, lim: Limits) -> list[str]:
     return argv
 
 
+NOFILE = 4096
+"""Open files per process: torch needs a few hundred; the host reads every one a job holds
+(runner._Watch), so their number is bounded."""
+
+
 def _preexec(lim: Limits, group: cgroup.Group | None):
     def apply():  # in the child, before exec: whatever it starts inherits both
         if group is not None:
@@ -217,6 +222,7 @@ def _preexec(lim: Limits, group: cgroup.Group | None):
         resource.setrlimit(resource.RLIMIT_FSIZE, (lim.file_mb * mb, lim.file_mb * mb))
         resource.setrlimit(resource.RLIMIT_NPROC, (lim.nproc, lim.nproc))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     return apply
 
 
@@ -278,7 +284,7 @@ def run(job: Path, out: Path, lim: Limits, level: str,
                     if group is not None and group.oom_kills():
                         break  # v1 kills one process at the cap; the job goes whole
                     if tick is not None:
-                        tick()
+                        tick(group.pids if group is not None else None)
                     time.sleep(0.05)
             finally:  # a timeout, Ctrl-C or any error here: no worker outlives its job
                 if proc.poll() is None:

@@ -8,6 +8,7 @@ else is a failed candidate with a class and a message, never an exception.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import tempfile
 import time
@@ -174,14 +175,39 @@ class _Watch:
         self.cancelled = cancelled
         self.out, self.max_bytes, self.next_scan = out, lim.file_mb << 20, 0.0
 
-    def __call__(self) -> None:
+    def __call__(self, pids: Callable[[], set[int]] | None = None) -> None:
+        """`pids`: the job's processes as the host numbers them, where the backend knows."""
         if self.cancelled is not None and self.cancelled():
             raise Cancelled("cancelled")  # the backend kills the worker on its way out
         if time.monotonic() >= self.next_scan:
             self.next_scan = time.monotonic() + 1.0
             self._scan()
+            if pids is not None:
+                self._held(pids())
         if self.report is not None:
             self._progress()
+
+    def _held(self, pids: set[int]) -> None:
+        """Files the job deleted but holds open take the disk all the same (a red team
+        filled it so, past the folder scan): their blocks count against the same cap."""
+        dev, seen, total = self.out.stat().st_dev, set(), 0
+        for pid in pids:
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:  # gone, or not ours to read
+                continue
+            for fd in fds:
+                try:
+                    st = os.stat(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and st.st_dev == dev and st.st_nlink == 0 \
+                        and (st.st_ino not in seen):
+                    seen.add(st.st_ino)
+                    total += st.st_blocks * 512
+        if total > self.max_bytes:
+            raise OutputOverflow(f"holds more than {self.max_bytes >> 20} MiB of deleted files "
+                                 "open on the output folder's disk")
 
     def _scan(self) -> None:
         total, count, todo = 0, 0, [self.out]
@@ -219,7 +245,7 @@ class _Watch:
 
 
 def _run_worker(backend: str, job: Path, out: Path, lim: Limits, level: str | None,
-                tick: Callable[[], None]) -> tuple[int, str, str, bool]:
+                tick: Callable[..., None]) -> tuple[int, str, str, bool]:
     if backend == "docker":
         from sandbox import docker_backend
 

@@ -295,7 +295,7 @@ def test_an_interrupted_job_leaves_no_worker_behind(backend, level, tmp_path):
          "config": {"latent_dim": 8}}))
     start = time.monotonic()
 
-    def interrupt():
+    def interrupt(pids=None):
         if time.monotonic() - start > 3.0:
             raise KeyboardInterrupt
 

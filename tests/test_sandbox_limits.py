@@ -174,3 +174,25 @@ def test_without_a_cgroup_bubblewrap_checks_but_refuses_to_train(monkeypatch, ca
     assert code == 2 and "\n" not in line and "Traceback" not in line, got
     assert why in line and "--allow-degraded" in line
     assert runner.resolve_backend("process", allow_degraded=True) == "degraded"
+
+
+HIDE = """
+import os, time
+held = []
+for i in range(4):  # 4 × 40 MiB deleted but held open: the folder looks empty
+    f = open(f"/out/x{i}", "wb")
+    os.unlink(f"/out/x{i}")
+    os.posix_fallocate(f.fileno(), 0, 40 << 20)
+    held.append(f)
+time.sleep(8)  # the host looks once a second
+print("BREACH: 160 MiB held past a 64 MiB cap", flush=True)
+"""
+
+
+def test_deleted_files_held_open_count_against_the_output_cap(backend):
+    """Found by a red team: files unlinked but held open filled the host's disk past the
+    output cap, which the folder scan never saw. Each is under the per-file limit."""
+    out = runner.run_job("check", candidate(HIDE), {"latent_dim": 8}, None,
+                         Limits(timeout_s=120.0, file_mb=64), backend=backend)
+    assert "BREACH" not in out.log_tail, out.log_tail[-500:]
+    assert not out.ok and "deleted files" in out.error["message"], out.error
