@@ -1,21 +1,18 @@
 """Data directories: simulate one, write it, load and validate one, cache by fingerprint.
 
-A data directory (``shared/DESIGN.md``) holds ``inputs.npy`` (N, T, 21),
-``outputs.npy`` (N, T, 20), ``biovars.npy`` (N, T, 160), all float32, and
-``meta.json``. A simulated one also holds ``spikes.npy`` (N, T, 20) uint8, the
-raw TC spike counts per 1-ms bin, and ``initial_state.npz``, the full circuit
-state at t = 0 (Decision 2).
+A data directory (``shared/DESIGN.md``) holds ``inputs.npy`` (N, T, 21), ``outputs.npy``
+(N, T, 20), ``biovars.npy`` (N, T, 160), all float32, and ``meta.json``. A simulated one
+also holds ``spikes.npy`` (N, T, 20) uint8, the raw TC spike counts per 1-ms bin, and
+``initial_state.npz``, the full circuit state at t = 0 (Decision 2).
 
-A simulated dataset's circuit is drawn (``circuit.draw``) from a 128-bit secret made
-with the dataset: meta.json's "circuit" keeps the secret, jitter, factors and drawn values
-on the host beside the biovars; a job receives arrays only (``sandbox.runner.evaluate``).
-The cache keeps one draw per spec on a machine, so runs of one spec see the same data. A
-meta without a secret (jitter 0, or written before the draw) is the published circuit.
+A simulated dataset's circuit is drawn (``circuit.draw``) from a 128-bit secret made with
+it: meta.json's "circuit" keeps the secret, jitter, factors and drawn values on the host
+beside the biovars; a job receives arrays only. The cache keeps one draw per spec on a
+machine. A meta without a secret (jitter 0, or older) is the published circuit.
 
-Outputs are the TC spike counts filtered with a causal exponential kernel,
-τ = 10 ms, in Hz (each spike adds 100 Hz that decays): a model's output at t may
-only depend on inputs up to t, and an acausal (e.g. Gaussian) rate would leak up
-to ~3σ of the future into the target.
+Outputs are the TC spike counts filtered with a causal exponential kernel, τ = 10 ms, in
+Hz (each spike adds 100 Hz that decays): a model's output at t may only depend on inputs
+up to t, and an acausal (e.g. Gaussian) rate would leak ~3σ of the future into the target.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ what is left, by label.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -50,6 +51,7 @@ from sandbox.process import (
     site_packages,
     thread_environment,
 )
+from sandbox.watch import descendants
 
 LABEL = "descartes-sandbox"
 SUITE = "bookworm"
@@ -178,16 +180,6 @@ def _mounts(job: Path, out: Path) -> dict:
     return mounts
 
 
-def _pids(c, container) -> set[int]:
-    """The container's processes as the host numbers them (the engine reads its cgroup)."""
-    try:
-        top = c.api.top(container.id)
-    except DockerException:  # exited meanwhile
-        return set()
-    col = top["Titles"].index("PID")
-    return {int(row[col]) for row in top.get("Processes") or []}
-
-
 def _gpu_requests(lim: Limits) -> list | None:
     """All GPUs (gpus None), the share named by CUDA_VISIBLE_DEVICES, or none ("")."""
     if not has_gpu() or lim.gpus == "":
@@ -240,7 +232,9 @@ def run(c, job: Path, out: Path, lim: Limits,
                 container.kill()
                 break
             if tick is not None:
-                tick(lambda: _pids(c, container))
+                # the engine's own listing (docker top) stalls under a fork bomb: /proc does not
+                init = int(container.attrs.get("State", {}).get("Pid") or 0)
+                tick(functools.partial(descendants, init) if init > 0 else None)
             time.sleep(0.1)
         state = c.api.inspect_container(container.id)["State"]
         rc = 137 if state.get("OOMKilled") else int(state.get("ExitCode", -1))

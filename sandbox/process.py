@@ -207,7 +207,7 @@ def _wrap(level: str, job: Path, out: Path, lim: Limits) -> list[str]:
 
 NOFILE = 4096
 """Open files per process: torch needs a few hundred; the host reads every one a job holds
-(runner._Watch), so their number is bounded."""
+(sandbox.watch), so their number is bounded."""
 
 
 def _preexec(lim: Limits, group: cgroup.Group | None):

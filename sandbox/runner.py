@@ -8,7 +8,6 @@ else is a failed candidate with a class and a message, never an exception.
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import tempfile
 import time
@@ -21,11 +20,10 @@ import numpy as np
 from sandbox import cgroup, policy, process, protocol, weights
 from sandbox.blocks import needed
 from sandbox.process import Limits
+from sandbox.watch import OutputOverflow, Watch
 
 MAX_LATENT_DIM = 1024
 MAX_PARAMS = 5_000_000
-MAX_OUTPUT_ENTRIES = 64
-"""Files and folders a job may leave in its output folder (it needs three)."""
 N_OUTPUTS = 20
 NULL_SEEDS = 3
 """Untrained initialisations a job rolls out (descartes_core.training.TrainConfig.null_seeds)."""
@@ -156,94 +154,6 @@ class SandboxError(Exception):
     """The sandbox itself cannot run (not a candidate's fault)."""
 
 
-class OutputOverflow(Exception):
-    """The job wrote more into its output folder than its limits allow."""
-
-
-class Cancelled(Exception):
-    """The job was cancelled by its caller; its worker was killed."""
-
-
-class _Watch:
-    """Called while the worker runs: reads its epoch lines as they come (untrusted, so only
-    numbers pass) and, once a second, stops a job whose output folder outgrows its limit
-    (the file-size limit caps each file, not how many there are)."""
-
-    def __init__(self, out: Path, lim: Limits, report: Callable[[dict], None] | None,
-                 cancelled: Callable[[], bool] | None = None):
-        self.path, self.report, self.offset = out / protocol.PROGRESS, report, 0
-        self.cancelled = cancelled
-        self.out, self.max_bytes, self.next_scan = out, lim.file_mb << 20, 0.0
-
-    def __call__(self, pids: Callable[[], set[int]] | None = None) -> None:
-        """`pids`: the job's processes as the host numbers them, where the backend knows."""
-        if self.cancelled is not None and self.cancelled():
-            raise Cancelled("cancelled")  # the backend kills the worker on its way out
-        if time.monotonic() >= self.next_scan:
-            self.next_scan = time.monotonic() + 1.0
-            self._scan()
-            if pids is not None:
-                self._held(pids())
-        if self.report is not None:
-            self._progress()
-
-    def _held(self, pids: set[int]) -> None:
-        """Files the job deleted but holds open take the disk all the same (a red team
-        filled it so, past the folder scan): their blocks count against the same cap."""
-        dev, seen, total = self.out.stat().st_dev, set(), 0
-        for pid in pids:
-            try:
-                fds = os.listdir(f"/proc/{pid}/fd")
-            except OSError:  # gone, or not ours to read
-                continue
-            for fd in fds:
-                try:
-                    st = os.stat(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode) and st.st_dev == dev and st.st_nlink == 0 \
-                        and (st.st_ino not in seen):
-                    seen.add(st.st_ino)
-                    total += st.st_blocks * 512
-        if total > self.max_bytes:
-            raise OutputOverflow(f"holds more than {self.max_bytes >> 20} MiB of deleted files "
-                                 "open on the output folder's disk")
-
-    def _scan(self) -> None:
-        total, count, todo = 0, 0, [self.out]
-        while todo:
-            try:
-                entries = list(os.scandir(todo.pop()))
-            except OSError:
-                continue
-            for e in entries:
-                count += 1
-                if e.is_dir(follow_symlinks=False):
-                    todo.append(Path(e.path))
-                else:
-                    total += e.stat(follow_symlinks=False).st_size
-                if count > MAX_OUTPUT_ENTRIES or total > self.max_bytes:
-                    raise OutputOverflow(f"wrote more than {MAX_OUTPUT_ENTRIES} entries or "
-                                         f"{self.max_bytes >> 20} MiB into its output folder")
-
-    def _progress(self) -> None:
-        try:
-            f = protocol.open_regular(self.path, 1 << 40)
-        except protocol.ProtocolError:
-            return
-        if f is None:
-            return
-        with f:
-            f.seek(self.offset)
-            chunk = f.read(1 << 16)
-        lines = chunk.split(b"\n")[:-1]  # a line still being written waits for next time
-        self.offset += sum(len(line) + 1 for line in lines)
-        if not lines and len(chunk) == 1 << 16:  # no epoch line is this long: skip it whole
-            self.offset += len(chunk)
-        if lines and (d := protocol.read_progress_line(lines[-1])) is not None:
-            self.report(d)  # only the newest epoch matters to a progress bar
-
-
 def _run_worker(backend: str, job: Path, out: Path, lim: Limits, level: str | None,
                 tick: Callable[..., None]) -> tuple[int, str, str, bool]:
     if backend == "docker":
@@ -280,7 +190,7 @@ def run_job(task: str, source: str, config: dict, arrays: dict | None = None,
         protocol.write_request(job, task, source, {"max_params": MAX_PARAMS, **config})
         if arrays:
             np.savez(job / protocol.ARRAYS, **arrays)
-        watch = _Watch(out, lim, progress, cancelled)
+        watch = Watch(out, lim, progress, cancelled)
         start = time.monotonic()
         overflow = None
         try:
