@@ -30,6 +30,7 @@ import numpy as np
 
 from agent.config import EXECUTORS
 from sandbox import runner
+from sandbox.watch import Cancelled
 
 TRIES = 2
 """Tries of a job whose machinery failed: the first and one retry."""
@@ -215,7 +216,7 @@ class LocalExecutor:
                                     progress=lambda e: setattr(h, "epoch", e),
                                     cancelled=stop.is_set)
                     return Done(h.job, out, h.where, tries, retried)
-                except runner.Cancelled:
+                except Cancelled:
                     raise
                 except Exception as e:  # the machinery, not the candidate: runner never
                     why = describe(e)   # raises for a candidate's fault

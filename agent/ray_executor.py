@@ -35,7 +35,7 @@ from agent.executor import (
     train_job,
 )
 from sandbox import docker_backend
-from sandbox.runner import Cancelled
+from sandbox.watch import Cancelled
 
 CANCEL_GRACE_S = 15.0
 """How long a cancelled task has to stop itself before Ray kills it (it takes a second or
