@@ -82,12 +82,7 @@ def test_malformed_replies_are_parse_failures_in_a_run_and_its_resume(monkeypatc
         # A kill -9 while the second candidate trains leaves its replies in the recording
         # and nothing in the ledger; here both iterations are dropped, so that --resume
         # re-serves every recorded malformed reply by its prompt hash.
-        db = sqlite3.connect(r.dir / "ledger.sqlite")
-        with db:
-            db.execute("DELETE FROM iterations")
-            db.execute("DELETE FROM architect_calls")
-            db.execute("UPDATE runs SET status = 'interrupted'")
-        db.close()
+        drop_iterations(r, after=0)
         code, out, err = run(monkeypatch, capsys, "run", "--resume", r.id, "--run-dir",
                              str(tmp_path))
         assert code == 0, out + err
@@ -97,3 +92,14 @@ def test_malformed_replies_are_parse_failures_in_a_run_and_its_resume(monkeypatc
     _check(r.dir, rows, attempts, r.ledger.calls(r.id))
     assert [a["message"] for a in attempts] == first
     assert r.state() == "finished"
+
+
+def drop_iterations(r, after: int) -> None:
+    """What a kill -9 leaves of the iterations numbered above `after`: their replies in the
+    recording, nothing in the ledger, the run interrupted."""
+    db = sqlite3.connect(r.dir / "ledger.sqlite")
+    with db:
+        db.execute("DELETE FROM iterations WHERE number > ?", (after,))
+        db.execute("DELETE FROM architect_calls")
+        db.execute("UPDATE runs SET status = 'interrupted'")
+    db.close()

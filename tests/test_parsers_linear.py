@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from llm_server import Server
+from test_malformed_replies import drop_iterations
 
 from agent import edits, runs
 from agent.prompt import MAX_REPLY, ParseError, parse_reply, source_properties
@@ -142,17 +142,6 @@ def test_too_many_marker_lines_are_refused_with_a_repair():
     assert p.mode == "full" and p.source == T5
 
 
-def _drop_the_llm_iteration(r) -> None:
-    """What a kill -9 while the LLM's iteration is in flight leaves: its replies in the
-    recording, nothing in the ledger (tests/test_malformed_replies.py)."""
-    db = sqlite3.connect(r.dir / "ledger.sqlite")
-    with db:
-        db.execute("DELETE FROM iterations WHERE number > 1")
-        db.execute("DELETE FROM architect_calls")
-        db.execute("UPDATE runs SET status = 'interrupted'")
-    db.close()
-
-
 def _cli(*args: str) -> subprocess.CompletedProcess:
     try:
         return subprocess.run([*CLI, *args], capture_output=True, text=True,
@@ -190,7 +179,7 @@ def test_a_run_and_its_resume_finish_when_the_architect_serves_an_adversarial_re
         assert f"more than {edits.MAX_MARKERS} SEARCH/REPLACE marker lines" in repair
         r = _check(tmp_path)
 
-        _drop_the_llm_iteration(r)
+        drop_iterations(r, after=1)
         done = _cli("run", "--resume", r.id, "--run-dir", str(tmp_path))
         assert done.returncode == 0, done.stdout + done.stderr
         assert "resuming run" in done.stdout
